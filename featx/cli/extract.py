@@ -1,0 +1,1 @@
+"""`featx extract`, `featx info`, `featx backbones` (being written)."""
