@@ -29,6 +29,12 @@ class WeightsError(FeatxError):
     exit_code = 3
 
 
+class ClassifierError(FeatxError):
+    """Unknown classifier, unusable labels or splits, mismatched stores for ``fit``/``predict``."""
+
+    exit_code = 2
+
+
 class StoreError(FeatxError):
     """A feature store is missing, incompatible, incomplete or locked."""
 
