@@ -1,0 +1,383 @@
+"""Run folders for ``featx fit``: metrics, per-class report, figures, model, leaderboard.
+
+A run folder (``runs/<timestamp>/`` by default) holds, per fitted classifier::
+
+    metrics.json          accuracy +- binomial SE, F1s, top-k, per-class P/R/F1, timings, store fingerprint
+    report.txt            sklearn's classification_report on the held-out rows
+    confusion_matrix.png  row-normalised, with class names
+    misclassified.png     wrongly classified held-out images, true and predicted labels
+    model.joblib          the fitted Pipeline
+    model.json            sidecar: classes, fingerprint(s), sklearn version (read by ``predict``)
+
+Several stores or classifiers give one sub-folder each plus ``leaderboard.csv`` and
+``leaderboard.md``. Takes :class:`featx.store.FeatureSet` objects but never imports
+h5py or torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+
+from . import __version__, classify, plots
+from .errors import ClassifierError
+from .predict import MODEL_FORMAT
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import FeatureSet
+
+TOP_K = 2
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def binomial_se(accuracy: float, n: int) -> float:
+    """Standard error of an accuracy measured on ``n`` independent images."""
+    return math.sqrt(accuracy * (1 - accuracy) / n) if n else float("nan")
+
+
+def format_accuracy(accuracy: float, n: int) -> str:
+    """``"0.930 +- 0.026"``."""
+    return f"{accuracy:.3f} +- {binomial_se(accuracy, n):.3f}"
+
+
+def top_k_accuracy(y_true: np.ndarray, proba: np.ndarray, k: int) -> float:
+    """Share of rows whose true class is among the ``k`` most probable."""
+    k = min(k, proba.shape[1])
+    top = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == np.asarray(y_true)[:, None], axis=1)))
+
+
+def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray, classes: Sequence[str], *,
+                    top_k: int = TOP_K) -> dict:
+    """Accuracy (+- SE), balanced accuracy, macro/weighted F1, top-k, per-class table, confusion matrix."""
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    labels = list(range(len(classes)))
+    n = len(y_true)
+    acc = float(np.mean(y_true == y_pred)) if n else float("nan")
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "n": n,
+        "accuracy": acc,
+        "accuracy_se": binomial_se(acc, n),
+        "accuracy_text": format_accuracy(acc, n),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
+        "top_k": min(top_k, len(classes)),
+        "top_k_accuracy": top_k_accuracy(y_true, proba, top_k),
+        "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+                      for i, c in enumerate(classes)},
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def row_normalise(cm: np.ndarray) -> np.ndarray:
+    """Confusion matrix with each true-class row summing to 1 (empty rows stay 0)."""
+    cm = np.asarray(cm, dtype=float)
+    sums = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, sums, out=np.zeros_like(cm), where=sums > 0)
+
+
+# ---------------------------------------------------------------- sources
+
+
+@dataclass
+class Source:
+    """One feature matrix to fit: a store, or several stores concatenated by id."""
+
+    label: str
+    X: np.ndarray
+    y: np.ndarray
+    split: np.ndarray
+    classes: list[str]
+    stores: list["FeatureSet"]
+    image_path: Callable[[int], Path]
+    widths: list[int]
+
+    @property
+    def fingerprints(self) -> list[dict]:
+        return [fs.fingerprint for fs in self.stores]
+
+
+def store_label(fp: dict) -> str:
+    """Leaderboard row label from a fingerprint: backbone + weights (+ layer/pool when not default)."""
+    weights = str(fp.get("weights", "?"))
+    short = "random init" if weights == "none" else re.sub(r"^(package|file):", "", weights)
+    return f"{fp.get('backbone', '?')} [{short}]"
+
+
+def source_from_store(fs: "FeatureSet") -> Source:
+    return Source(store_label(fs.fingerprint), fs.features, fs.labels, fs.split, list(fs.classes), [fs],
+                  fs.image_path, [fs.features.shape[1]])
+
+
+def source_from_concat(stores: Sequence["FeatureSet"]) -> Source:
+    """Stores of the same images joined by id; the model L2-normalises each block."""
+    first = stores[0]
+    for fs in stores[1:]:
+        if list(fs.classes) != list(first.classes):
+            raise ClassifierError(f"{fs.path} has classes {fs.classes}, {first.path} has {first.classes}; "
+                                  "--concat needs stores of the same labelled data")
+    orders = classify.align_blocks([fs.ids for fs in stores], [fs.labels for fs in stores],
+                                   [fs.split for fs in stores], [str(fs.path) for fs in stores])
+    X = classify.concat_features([fs.features for fs in stores], orders)
+    return Source(" + ".join(store_label(fs.fingerprint) for fs in stores), X, first.labels, first.split,
+                  list(first.classes), list(stores), first.image_path, [fs.features.shape[1] for fs in stores])
+
+
+def check_same_dataset(stores: Sequence["FeatureSet"]) -> None:
+    """Refuse a leaderboard over stores of different images, labels or splits."""
+    first = stores[0]
+    for fs in stores[1:]:
+        why = None
+        if str(fs.attrs.get("data_root")) != str(first.attrs.get("data_root")):
+            why = f"data {fs.attrs.get('data_root')} vs {first.attrs.get('data_root')}"
+        elif list(fs.classes) != list(first.classes):
+            why = f"classes {fs.classes} vs {first.classes}"
+        elif set(map(str, fs.ids)) != set(map(str, first.ids)):
+            why = f"{len(fs.ids)} vs {len(first.ids)} images, not the same ids"
+        else:
+            split = dict(zip(map(str, first.ids), first.split))
+            if any(split[str(i)] != s for i, s in zip(fs.ids, fs.split)):
+                why = "the same images are split differently"
+        if why:
+            raise ClassifierError(f"{fs.path} and {first.path} are not features of the same dataset ({why}); "
+                                  "fit them in separate calls")
+
+
+# ---------------------------------------------------------------- run folders
+
+
+def new_run_dir(out: str | Path | None = None, name: str | None = None, root: str | Path = "runs") -> Path:
+    """``out`` as given, else ``root/name``, else ``root/<YYYYmmdd-HHMMSS>`` (suffixed when taken)."""
+    if out is not None:
+        path = Path(out)
+    else:
+        base = Path(root) / (name or time.strftime("%Y%m%d-%H%M%S"))
+        path, k = base, 1
+        while path.exists() and not name:
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _store_info(fs: "FeatureSet") -> dict:
+    return {"path": str(Path(fs.path).resolve()), "fingerprint": fs.fingerprint, "n_rows": len(fs),
+            "dim": int(fs.features.shape[1]), "n_failed": len(fs.failed), "data_root": str(fs.data_root)}
+
+
+def build_metrics(src: Source, res: classify.FitResult, settings: dict) -> dict:
+    """metrics.json content for one fitted classifier."""
+    m = compute_metrics(res.y_true, res.y_pred, res.proba, src.classes)
+    plan = res.plan
+    infos = [_store_info(fs) for fs in src.stores]
+    return {
+        "classifier": res.name,
+        "label": src.label,
+        **settings,
+        "best_params": res.best_params,
+        "evaluation": {"mode": plan.mode, "n_eval": len(plan.eval), "n_fit": len(plan.fit),
+                       "n_val": len(plan.val), "cv_folds": plan.folds},
+        **m,
+        "val_accuracy": res.val_accuracy,
+        "cv_accuracy": ({"mean": float(np.mean(res.cv_scores)), "std": float(np.std(res.cv_scores)),
+                         "folds": res.cv_scores} if res.cv_scores else None),
+        "majority_accuracy": classify.majority_accuracy(src.y[plan.fit], res.y_true),
+        "fit_seconds": res.fit_seconds,
+        "predict_seconds": res.predict_seconds,
+        "store": infos[0]["path"],
+        "fingerprint": infos[0]["fingerprint"],
+        "stores": infos,
+        "notes": res.notes,
+    }
+
+
+def model_sidecar(src: Source, res: classify.FitResult, settings: dict) -> dict:
+    """model.json: what ``featx predict`` needs to embed new images and name classes."""
+    import sklearn
+
+    return {
+        "format": MODEL_FORMAT,
+        "classifier": res.name,
+        "classes": list(src.classes),
+        "fingerprint": src.fingerprints[0] if len(src.stores) == 1 else None,
+        "fingerprints": src.fingerprints,
+        "widths": list(src.widths),
+        "stores": [str(Path(fs.path).resolve()) for fs in src.stores],
+        "settings": settings,
+        "best_params": res.best_params,
+        "sklearn_version": sklearn.__version__,
+        "featx_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def write_run(run_dir: Path, src: Source, res: classify.FitResult, settings: dict) -> dict:
+    """Write every file of one fitted classifier into ``run_dir``; returns the metrics."""
+    import joblib
+    from sklearn.metrics import classification_report
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics = build_metrics(src, res, settings)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    labels = list(range(len(src.classes)))
+    head = (f"{src.label} / {res.name}: {metrics['evaluation']['mode']} accuracy {metrics['accuracy_text']} "
+            f"on {len(res.y_true)} images\n\n")
+    (run_dir / "report.txt").write_text(head + classification_report(
+        res.y_true, res.y_pred, labels=labels, target_names=src.classes, digits=3, zero_division=0))
+    cm = np.asarray(metrics["confusion_matrix"])
+    plots.heatmap(row_normalise(cm), src.classes, src.classes, run_dir / "confusion_matrix.png",
+                  title=f"{res.name} on {src.label} (rows: true, n={int(cm.sum())})", fmt=".2f",
+                  xlabel="predicted", ylabel="true", vmin=0.0, vmax=1.0)
+    wrong = np.flatnonzero(res.y_true != res.y_pred)
+    plots.contact_sheet(
+        [src.image_path(int(res.eval_rows[i])) for i in wrong],
+        [f"true: {src.classes[res.y_true[i]]}\npred: {src.classes[res.y_pred[i]]} "
+         f"({100 * res.proba[i, res.y_pred[i]]:.0f}%)" for i in wrong],
+        run_dir / "misclassified.png", title=f"{len(wrong)} misclassified of {len(res.y_true)}")
+    joblib.dump(res.model, run_dir / "model.joblib")
+    (run_dir / "model.json").write_text(json.dumps(model_sidecar(src, res, settings), indent=2) + "\n")
+    return metrics
+
+
+def summary_line(metrics: dict, run_dir: Path) -> str:
+    """One terminal line per fitted classifier."""
+    ev = metrics["evaluation"]
+    extra = f", val {metrics['val_accuracy']:.3f}" if metrics.get("val_accuracy") is not None else ""
+    return (f"{metrics['label']} / {metrics['classifier']}: {ev['mode']} acc {metrics['accuracy_text']} "
+            f"(n={ev['n_eval']}{extra}), macro F1 {metrics['macro_f1']:.3f}, "
+            f"top-{metrics['top_k']} {metrics['top_k_accuracy']:.3f}, fit {metrics['fit_seconds']:.1f}s -> {run_dir}")
+
+
+# ---------------------------------------------------------------- leaderboard
+
+LEADERBOARD_COLUMNS = ("rank", "backbone", "weights", "layer", "pool", "dim", "classifier", "accuracy",
+                       "accuracy_se", "macro_f1", "val_accuracy", "fit_seconds", "eval", "run")
+
+
+def leaderboard_rows(entries: Sequence[tuple[dict, Path]]) -> list[dict]:
+    """Rows sorted by held-out accuracy then macro F1 (best first)."""
+    rows = []
+    for m, run in entries:
+        fps = [s["fingerprint"] for s in m["stores"]]
+        join = lambda key: " + ".join(str(fp.get(key, "?")) for fp in fps)  # noqa: E731
+        rows.append({"backbone": join("backbone"), "weights": join("weights"), "layer": join("layer"),
+                     "pool": join("pool"), "dim": sum(s["dim"] for s in m["stores"]), "classifier": m["classifier"],
+                     "accuracy": m["accuracy"], "accuracy_se": m["accuracy_se"], "macro_f1": m["macro_f1"],
+                     "val_accuracy": m["val_accuracy"], "fit_seconds": m["fit_seconds"],
+                     "eval": f"{m['evaluation']['mode']} n={m['evaluation']['n_eval']}", "run": str(run)})
+    rows.sort(key=lambda r: (-r["accuracy"], -r["macro_f1"]))
+    for i, r in enumerate(rows, 1):
+        r["rank"] = i
+    return rows
+
+
+def _cells(r: dict) -> list[str]:
+    def num(v, nd=3):
+        return "" if v is None else f"{v:.{nd}f}"
+
+    return [str(r["rank"]), r["backbone"], r["weights"], r["layer"], r["pool"], str(r["dim"]), r["classifier"],
+            f"{r['accuracy']:.3f} +- {r['accuracy_se']:.3f}", num(r["macro_f1"]), num(r["val_accuracy"]),
+            num(r["fit_seconds"], 1), r["eval"]]
+
+
+_HEAD = ["#", "backbone", "weights", "layer", "pool", "dim", "classifier", "accuracy", "macro F1", "val acc",
+         "fit s", "eval"]
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """Aligned plain-text table for the terminal."""
+    table = [_HEAD] + [_cells(r) for r in rows]
+    widths = [max(len(row[j]) for row in table) for j in range(len(_HEAD))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_markdown(rows: Sequence[dict]) -> str:
+    lines = ["| " + " | ".join(_HEAD) + " |", "|" + "|".join("---" for _ in _HEAD) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in _cells(r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_leaderboard(run_dir: Path, rows: Sequence[dict]) -> tuple[Path, Path]:
+    """``leaderboard.csv`` (every column, raw numbers) and ``leaderboard.md``."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(LEADERBOARD_COLUMNS))
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r[k] for k in LEADERBOARD_COLUMNS})
+    csv_path, md_path = run_dir / "leaderboard.csv", run_dir / "leaderboard.md"
+    csv_path.write_text(buf.getvalue())
+    md_path.write_text(format_markdown(rows))
+    return csv_path, md_path
+
+
+# ---------------------------------------------------------------- the fit command
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:120]
+
+
+def fit_stores(stores: Sequence["FeatureSet"], classifiers: str | Sequence[str], *, concat: bool = False,
+               out: str | Path | None = None, name: str | None = None, root: str | Path = "runs",
+               preprocess: str | None = None, class_weight: str | None = None, search: bool = False,
+               cv: int | None = None, n_jobs: int | None = None, seed: int = 0,
+               echo: Callable[[str], None] = lambda s: None) -> tuple[Path, list[tuple[dict, Path]]]:
+    """Fit every classifier on every store (or on their concatenation) and write the run folder.
+
+    Returns the run folder and ``(metrics, sub-folder)`` per fit. Several fits also
+    write ``leaderboard.csv``/``.md``. ``echo`` receives one summary line per fit.
+    """
+    names = classify.resolve_names(classifiers)
+    if not stores:
+        raise ClassifierError("no feature store given")
+    if concat:
+        if len(stores) < 2:
+            raise ClassifierError("--concat needs at least two stores")
+        sources = [source_from_concat(stores)]
+    else:
+        check_same_dataset(stores)
+        sources = [source_from_store(fs) for fs in stores]
+    classify.preprocess_steps(preprocess or "none")
+    for src in sources:  # refuse bad labels/splits before creating the run folder
+        plan = classify.plan_splits(src.split, cv=cv)
+        classify.check_labels(src.y, src.classes, plan.fit, plan.folds)
+    run = new_run_dir(out, name, root)
+    single = len(sources) * len(names) == 1
+    settings = {"preprocess": preprocess, "class_weight": class_weight, "search": search, "cv": cv, "seed": seed}
+    entries = []
+    for src, fs in zip(sources, stores):
+        for clf in names:
+            res = classify.fit_evaluate(src.X, src.y, src.split, src.classes, clf, preprocess=preprocess,
+                                        class_weight=class_weight, search=search, cv=cv, n_jobs=n_jobs,
+                                        random_state=seed, block_widths=src.widths if concat else None)
+            sub = run if single else run / _slug(f"{'concat' if concat else Path(fs.path).stem}--{clf}")
+            used = {**settings, "preprocess": preprocess or classify.DEFAULT_PREPROCESS[clf]}
+            metrics = write_run(sub, src, res, used)
+            for note in res.notes:
+                echo(f"note: {note}")
+            echo(summary_line(metrics, sub))
+            entries.append((metrics, sub))
+    if not single:
+        rows = leaderboard_rows(entries)
+        write_leaderboard(run, rows)
+        echo("")
+        echo(format_table(rows))
+        chance = entries[0][0]["majority_accuracy"]
+        echo(f"\nchance (majority class) accuracy: {chance:.3f}; leaderboard written to {run}/leaderboard.{{csv,md}}")
+    return run, entries
