@@ -1,0 +1,84 @@
+"""Tap a layer of any ``nn.Module`` with a forward hook and pool it to a vector.
+
+A tap point is a module path (its output) or ``module:in`` (its input, e.g. the
+pre-logits input of the classifier). When logits are not wanted the forward pass
+stops at the tap, so layers after it cost nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import BackboneError
+
+
+def resolve_module(model: nn.Module, path: str) -> nn.Module:
+    """``model``'s sub-module at dotted ``path`` ("" is the model itself)."""
+    if not path:
+        return model
+    modules = dict(model.named_modules())
+    if path not in modules:
+        raise BackboneError(f"--layer: model has no module {path!r}; list them with `featx backbones nodes NAME`")
+    return modules[path]
+
+
+class _Stop(Exception):
+    pass
+
+
+def pool_features(t: torch.Tensor, pool: str) -> torch.Tensor:
+    """Pool a batch of maps (N,C,H,W), tokens (N,L,D) or vectors (N,D) to (N, dim)."""
+    if t.ndim == 2:
+        if pool not in ("none", "flatten", "avg"):
+            raise BackboneError(f"--pool {pool}: this layer is already a vector; use --pool none")
+        return t
+    if pool == "flatten" or pool == "none":
+        return t.flatten(1)
+    if t.ndim == 3:  # transformer tokens
+        if pool == "avg":
+            return t.mean(1)
+        if pool == "max":
+            return t.amax(1)
+        raise BackboneError(f"--pool {pool}: not defined for token outputs; use avg, max or flatten")
+    if pool == "avg":
+        return t.mean((2, 3))
+    if pool == "max":
+        return t.amax((2, 3))
+    if pool == "gem":  # generalised mean, p = 3 (Radenovic et al. 2018)
+        return t.float().clamp(min=1e-6).pow(3).mean((2, 3)).pow(1.0 / 3)
+    if pool == "spp":  # spatial pyramid: max over 1x1, 2x2, 3x3 grids (He et al. 2014)
+        return torch.cat([F.adaptive_max_pool2d(t, k).flatten(1) for k in (1, 2, 3)], 1)
+    raise BackboneError(f"--pool {pool!r}: use avg, max, gem, flatten, spp or none")
+
+
+class TappedModel(nn.Module):
+    """``forward(x) -> (pooled features, logits or None)`` for a tap point of ``model``."""
+
+    def __init__(self, model: nn.Module, module: str, pool: str, with_logits: bool = False):
+        super().__init__()
+        self.model = model.eval()
+        self.pool = pool
+        self.with_logits = with_logits
+        path, _, side = module.partition(":")
+        self._side = side
+        self._captured: torch.Tensor | None = None
+        resolve_module(model, path).register_forward_hook(self._hook)
+
+    def _hook(self, mod, inp, out):
+        self._captured = inp[0] if self._side == "in" else out
+        if not self.with_logits:
+            raise _Stop
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self._captured = None
+        logits = None
+        try:
+            logits = self.model(x)
+        except _Stop:
+            pass
+        t, self._captured = self._captured, None
+        if t is None:
+            raise BackboneError("the tapped layer was not reached by the forward pass; pick another --layer")
+        return pool_features(t, self.pool), logits

@@ -1,0 +1,56 @@
+"""Shared fixtures: real paintings from ../shared/data and real stores extracted from them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(os.environ.get("FEATX_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+MONET = SHARED / "monet-sisley"
+STYLES = SHARED / "styles"
+IMPRESSIONISTS = SHARED / "impressionists"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"real data missing: {path} (set FEATX_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def monet_dir() -> Path:
+    return _need(MONET)
+
+
+@pytest.fixture(scope="session")
+def styles_dir() -> Path:
+    return _need(STYLES)
+
+
+def _extract(tmp_path_factory, name: str, backbone: str, data: Path, **kw) -> Path:
+    from featx.extract import extract
+
+    out = tmp_path_factory.mktemp("stores") / f"{name}.h5"
+    extract(backbone, data, out=out, progress=False, **kw)
+    return out
+
+
+@pytest.fixture(scope="session")
+def monet_lite0_store(tmp_path_factory, monet_dir) -> Path:
+    """EfficientNet-Lite0 (real ImageNet weights) on 600 Monet/Sisley paintings, with logits."""
+    return _extract(tmp_path_factory, "monet-lite0", "efficientnet_lite0", monet_dir, with_logits=True)
+
+
+@pytest.fixture(scope="session")
+def monet_random_store(tmp_path_factory, monet_dir) -> Path:
+    """The same network with random weights (--weights none), with logits."""
+    return _extract(tmp_path_factory, "monet-lite0-random", "efficientnet_lite0", monet_dir, weights="none",
+                    with_logits=True)
+
+
+@pytest.fixture(scope="session")
+def styles_lite0_store(tmp_path_factory, styles_dir) -> Path:
+    """EfficientNet-Lite0 on 1,953 imbalanced paintings of 5 styles (stratified split)."""
+    return _extract(tmp_path_factory, "styles-lite0", "efficientnet_lite0", styles_dir)
