@@ -35,6 +35,12 @@ class ClassifierError(FeatxError):
     exit_code = 2
 
 
+class AnalysisError(FeatxError):
+    """``analyze`` cannot compute what was asked (missing logits, missing optional package, bad options)."""
+
+    exit_code = 2
+
+
 class StoreError(FeatxError):
     """A feature store is missing, incompatible, incomplete or locked."""
 
