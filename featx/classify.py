@@ -91,7 +91,9 @@ class LinearSVCCalibrated(ClassifierMixin, BaseEstimator):
 
     Calibration uses stratified ``cv``-fold out-of-fold decision scores (fewer folds
     when a class has fewer rows); the final SVM is refit on every row
-    (``ensemble=False``), so ``decision_function`` is that of a plain LinearSVC.
+    (``ensemble=False``) and kept as ``svm_`` for its raw decision scores. ``predict``
+    is the argmax of the calibrated probabilities, so it always agrees with top-k;
+    there is deliberately no ``decision_function`` (its argmax can disagree).
     """
 
     def __init__(self, C=0.01, class_weight=None, max_iter=5000, cv=3, random_state=None):
@@ -105,13 +107,16 @@ class LinearSVCCalibrated(ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y)
         self.classes_ = unique_labels(y)
         counts = np.bincount(np.searchsorted(self.classes_, y))
-        svm = LinearSVC(C=self.C, class_weight=self.class_weight, dual="auto", max_iter=self.max_iter,
-                        random_state=self.random_state)
+        # class weights become sample weights so that the calibration honours them too
+        weights = compute_sample_weight(self.class_weight, y) if self.class_weight is not None else None
+        svm = LinearSVC(C=self.C, dual="auto", max_iter=self.max_iter, random_state=self.random_state)
         folds = int(min(self.cv, counts.min()))
         if folds < 2:
-            raise ClassifierError("linearsvc needs at least 2 training rows per class to calibrate probabilities")
+            raise ValueError("calibration needs at least 2 samples per class; a class has 1 sample")
         cv = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
-        self.calibrated_ = CalibratedClassifierCV(svm, method="sigmoid", cv=cv, ensemble=False).fit(X, y)
+        self.calibrated_ = CalibratedClassifierCV(svm, method="sigmoid", cv=cv, ensemble=False).fit(X, y, sample_weight=weights)
+        self.svm_ = self.calibrated_.calibrated_classifiers_[0].estimator
+        self.n_iter_ = self.svm_.n_iter_
         return self
 
     def _check(self, X):
@@ -119,12 +124,11 @@ class LinearSVCCalibrated(ClassifierMixin, BaseEstimator):
         return validate_data(self, X, reset=False)
 
     def predict_proba(self, X):
-        return self.calibrated_.predict_proba(self._check(X))
-
-    def decision_function(self, X):
-        return self.calibrated_.calibrated_classifiers_[0].estimator.decision_function(self._check(X))
+        X = self._check(X)
+        return self.calibrated_.predict_proba(X)
 
     def predict(self, X):
+        check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
@@ -257,8 +261,11 @@ def plan_splits(split: Sequence[str], *, cv: int | None = None) -> SplitPlan:
     return SplitPlan("cv", rows, empty, rows, cv or 5)
 
 
-def check_labels(y: np.ndarray, classes: Sequence[str], fit_rows: np.ndarray, folds: int = 0) -> None:
-    """Refuse one-class data and classes without training rows (naming the class)."""
+def check_labels(y: np.ndarray, classes: Sequence[str], fit_rows: np.ndarray) -> None:
+    """Refuse one-class data and classes with fewer than 2 training rows (naming the class).
+
+    Two rows is the least that calibration, early stopping and stratified folds accept.
+    """
     present = np.unique(y)
     if len(classes) < 2 or len(present) < 2:
         only = classes[int(present[0])] if len(present) else "none"
@@ -269,9 +276,9 @@ def check_labels(y: np.ndarray, classes: Sequence[str], fit_rows: np.ndarray, fo
         raise ClassifierError(f"class {missing[0]!r} has no training rows" +
                               (f" (nor {', '.join(map(repr, missing[1:]))})" if len(missing) > 1 else "") +
                               "; re-extract with a split that puts every class in train")
-    if folds and counts.min() < 2:
-        raise ClassifierError(f"class {classes[int(np.argmin(counts))]!r} has {counts.min()} training row(s); "
-                              "cross-validation needs at least 2 per class")
+    if counts.min() < 2:
+        raise ClassifierError(f"class {classes[int(np.argmin(counts))]!r} has only 1 training row; "
+                              "need at least 2 per class")
 
 
 # ---------------------------------------------------------------- fitting
@@ -341,7 +348,7 @@ def fit_evaluate(X: np.ndarray, y: np.ndarray, split: Sequence[str], classes: Se
     X = np.asarray(X)
     y = np.asarray(y, dtype=np.int64)
     plan = plan_splits(split, cv=cv)
-    check_labels(y, classes, plan.fit, plan.folds)
+    check_labels(y, classes, plan.fit)
     proto = make_classifier(name, preprocess=preprocess, class_weight=class_weight, random_state=random_state,
                             n_jobs=n_jobs, block_widths=block_widths, **params)
     folds = plan.folds or 1

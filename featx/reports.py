@@ -356,7 +356,7 @@ def fit_stores(stores: Sequence["FeatureSet"], classifiers: str | Sequence[str],
     classify.preprocess_steps(preprocess or "none")
     for src in sources:  # refuse bad labels/splits before creating the run folder
         plan = classify.plan_splits(src.split, cv=cv)
-        classify.check_labels(src.y, src.classes, plan.fit, plan.folds)
+        classify.check_labels(src.y, src.classes, plan.fit)
     run = new_run_dir(out, name, root)
     single = len(sources) * len(names) == 1
     settings = {"preprocess": preprocess, "class_weight": class_weight, "search": search, "cv": cv, "seed": seed}
