@@ -1,0 +1,90 @@
+"""`featx analyze`: transferability scores, projections, outliers and class overlap (no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+from ._common import handles_errors, out, warn
+
+ANALYZE_EXAMPLES = """
+Examples:
+
+  featx analyze STORE.h5 --transferability
+
+  featx analyze cache/*.h5 --transferability      # rank stores by each score, one table
+
+  featx analyze STORE.h5 --umap --tsne --pca --3d --thumbnails --html
+
+  featx analyze STORE.h5 --outliers --overlap
+"""
+
+
+@app.command(epilog=ANALYZE_EXAMPLES)
+@handles_errors
+def analyze(
+    stores: Annotated[list[Path], typer.Argument(help="Feature stores (.h5) written by `featx extract`.")],
+    transferability: Annotated[bool, typer.Option("--transferability", "-t", help="LEEP, NCE, task overlap, "
+                                                  "LogME, H-scores, GBC and baselines; ranks several stores.")] = False,
+    pca: Annotated[bool, typer.Option("--pca", help="PCA view, explained-variance curve, linear separability "
+                                      "on the first k PCs.")] = False,
+    tsne: Annotated[bool, typer.Option("--tsne", help="t-SNE view (PCA to 50 dims first, sub-sampled to "
+                                       "--max-rows).")] = False,
+    umap: Annotated[bool, typer.Option("--umap", help="UMAP view (umap-learn; PCA to 50 dims first, "
+                                       "sub-sampled to --max-rows).")] = False,
+    three_d: Annotated[bool, typer.Option("--3d", help="Also draw 3-D views of each projection.")] = False,
+    thumbnails: Annotated[bool, typer.Option("--thumbnails", help="Draw small images at their projected "
+                                             "positions.")] = False,
+    html: Annotated[bool, typer.Option("--html", help="Standalone interactive HTML (hover shows id and "
+                                       "label).")] = False,
+    outliers: Annotated[bool, typer.Option("--outliers", help="Per class, the images farthest from their class "
+                                           "(contact sheet).")] = False,
+    overlap: Annotated[bool, typer.Option("--overlap", help="Class x class kNN neighbourhood overlap heatmap and "
+                                          "the classes that bridge others.")] = False,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: "
+                                                    "runs/analyze-<name>).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name (default: from the store names).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Rows to use: all | train | val | test (default: scores on "
+                                                 "the train split when present, views on all rows).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of sub-sampling, folds and projections.")] = 0,
+    max_rows: Annotated[int, typer.Option(help="Row cap for t-SNE/UMAP, kNN queries, the linear probe and "
+                                          "separability (stratified sub-sample).")] = 20000,
+    k: Annotated[int, typer.Option("--k", help="Neighbours for kNN accuracy, outliers and overlap.")] = 10,
+    runs_dir: Annotated[Path, typer.Option(help="Where `featx fit` runs live (for Kendall's tau) and the "
+                                           "default output goes.")] = Path("runs"),
+) -> None:
+    """Score how well features transfer to the labels and draw them (no torch needed).
+
+    With no option, computes --transferability and --pca. Outputs: scores.json, scores.csv,
+    ranking.csv, PNG plots, projections .npz, optional .html, summary.md.
+    """
+    from ..analyze import LOGITS_HINT, SCORE_KEYS, AnalyzeOptions, analyze as run
+    from ..errors import AnalysisError
+
+    opts = AnalyzeOptions(transferability=transferability, pca=pca, tsne=tsne, umap=umap, three_d=three_d,
+                          thumbnails=thumbnails, html=html, outliers=outliers, overlap=overlap, split=split,
+                          seed=seed, max_rows=max_rows, k=k, runs_dir=runs_dir)
+    res = run(stores, opts, out=out_dir, name=name, log=lambda s: typer.echo(s, err=True))
+    if res.ranking:
+        width = max(14, *(len(r["store"]) for r in res.ranking))
+        out(f"{'score':<15}" + "".join(f"{r['store']:>{width + 2}}" for r in res.ranking))
+        for key in SCORE_KEYS:
+            cells = []
+            for r in res.ranking:
+                v, rank = r.get(key), r.get(f"{key}_rank")
+                txt = "-" if v is None else f"{v:.4f}" + (f" ({rank})" if len(res.ranking) > 1 and rank else "")
+                cells.append(f"{txt:>{width + 2}}")
+            out(f"{key:<15}" + "".join(cells))
+    for t in res.taus:
+        out(f"tau {t['score']}: kendall {t['kendall_tau']}, weighted {t['weighted_tau']} ({t['n_stores']} stores)")
+    for note in res.notes:
+        if not (res.skipped and LOGITS_HINT in note):  # said once, in the error below
+            warn(note)
+    out(f"wrote {len(res.files)} files to {res.out_dir} (see summary.md)")
+    if res.skipped:
+        names = ", ".join(res.skipped)
+        raise AnalysisError(f"{', '.join(next(iter(res.skipped.values())))} skipped for {names} (no logits in the "
+                            f"store; other results written); {LOGITS_HINT}")
