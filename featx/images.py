@@ -108,7 +108,7 @@ def center_crop(img: Image.Image, size: int) -> Image.Image:
 def preprocess(img: Image.Image, cfg: DataCfg) -> np.ndarray:
     """Eval transform without normalisation: uint8 array (size, size, 3)."""
     img = center_crop(resize_short(img, cfg.resize_size, cfg.interpolation), cfg.input_size)
-    return np.asarray(img, dtype=np.uint8)
+    return np.array(img, dtype=np.uint8)
 
 
 def read_for_model(path: str | Path, cfg: DataCfg) -> np.ndarray:

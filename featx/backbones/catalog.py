@@ -18,6 +18,7 @@ from torch import nn
 from ..config import BackboneCfg, DataCfg, LayerInfo
 from ..errors import BackboneError
 from ..registry import CATALOG_PATH
+from . import build_random
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,6 @@ def _default_pool(shape: tuple[int, ...]) -> str:
 
 def describe(spec: Spec) -> BackboneCfg:
     """Build ``spec``'s model with random weights and read its config off the libraries."""
-    from . import build_random
-
     if spec.source == "torchvision":
         from torchvision.models import get_model_weights
 

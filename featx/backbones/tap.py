@@ -63,8 +63,8 @@ class TappedModel(nn.Module):
         self.with_logits = with_logits
         path, _, side = module.partition(":")
         self._side = side
+        self._target = resolve_module(model, path)
         self._captured: torch.Tensor | None = None
-        resolve_module(model, path).register_forward_hook(self._hook)
 
     def _hook(self, mod, inp, out):
         self._captured = inp[0] if self._side == "in" else out
@@ -74,10 +74,13 @@ class TappedModel(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         self._captured = None
         logits = None
+        handle = self._target.register_forward_hook(self._hook)  # only while we run: the model stays clean
         try:
             logits = self.model(x)
         except _Stop:
             pass
+        finally:
+            handle.remove()
         t, self._captured = self._captured, None
         if t is None:
             raise BackboneError("the tapped layer was not reached by the forward pass; pick another --layer")

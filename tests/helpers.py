@@ -1,0 +1,59 @@
+"""Builders of small image folders for tests (real paintings copied to tmp, or synthetic files)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def copy_subset(src: Path, dst: Path, per_class: int, split: str | None = None) -> Path:
+    """Copy the first ``per_class`` images of each class of ``src`` (optionally of one split) into ``dst``."""
+    base = src / split if split else src
+    for cls in sorted(p for p in base.iterdir() if p.is_dir()):
+        target = dst / cls.name
+        target.mkdir(parents=True, exist_ok=True)
+        for f in sorted(cls.iterdir())[:per_class]:
+            shutil.copy(f, target / f.name)
+    return dst
+
+
+def rgb(seed: int, size=(64, 48)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+
+
+def bad_inputs_folder(root: Path) -> dict[str, list[str]]:
+    """A class folder of hard cases; returns the ids expected to fail and to succeed."""
+    a, b = root / "a", root / "b"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    ok, bad = [], []
+    # good ones
+    rgb(0).save(a / "plain.jpg")
+    rgb(1).convert("CMYK").save(a / "cmyk.jpg")
+    arr16 = (np.linspace(0, 65535, 64 * 48).reshape(48, 64)).astype(np.uint16)
+    Image.fromarray(arr16).save(a / "sixteen.png")  # PIL picks mode I;16
+    rgba = rgb(2).convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.full((48, 64), 128, np.uint8)))
+    rgba.save(a / "alpha.png")
+    rgb(3).convert("L").save(b / "gray.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90
+    rgb(4, (80, 40)).save(b / "rotated.jpg", exif=exif)
+    Image.new("RGB", (9000, 7000), (200, 30, 30)).save(b / "huge.jpg", quality=50)
+    rgb(5).convert("P").save(b / "palette.gif")
+    ok += ["a/plain.jpg", "a/cmyk.jpg", "a/sixteen.png", "a/alpha.png", "b/gray.jpg", "b/rotated.jpg",
+           "b/huge.jpg", "b/palette.gif"]
+    # bad ones
+    (a / "empty.jpg").write_bytes(b"")
+    buf = io.BytesIO()
+    rgb(6).save(buf, "JPEG")
+    (b / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (b / "notes.jpg").write_text("this is not an image\n")
+    bad += ["a/empty.jpg", "b/truncated.jpg", "b/notes.jpg"]
+    (a / "README.txt").write_text("ignored: not an image extension\n")
+    return {"ok": sorted(ok), "bad": sorted(bad)}
