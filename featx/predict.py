@@ -71,9 +71,12 @@ def load_model(path: str | Path) -> LoadedModel:
     return LoadedModel(model, meta, path)
 
 
-def embed_for_model(fingerprints: Sequence[dict], paths: Sequence[Path]) -> tuple[np.ndarray, list[Path],
-                                                                                   list[tuple[str, str]]]:
-    """Features of ``paths`` under each fingerprint, side by side, for the images every backbone read."""
+def embed_for_model(fingerprints: Sequence[dict], paths: Sequence[Path], *, weights: str | Path | None = None
+                    ) -> tuple[np.ndarray, list[Path], list[tuple[str, str]]]:
+    """Features of ``paths`` under each fingerprint, side by side, for the images every backbone read.
+
+    ``weights`` (a local checkpoint) is passed on for models fit on checkpoint features.
+    """
     try:
         from . import extract  # lazy: torch
     except ModuleNotFoundError as exc:
@@ -81,7 +84,8 @@ def embed_for_model(fingerprints: Sequence[dict], paths: Sequence[Path]) -> tupl
 
     blocks, failures = [], {}
     for fp in fingerprints:
-        feats, failed = extract.embed_paths(fp, list(paths))
+        kw = {"weights": weights} if weights is not None else {}
+        feats, failed = extract.embed_paths(fp, list(paths), **kw)
         bad = {str(p) for p, _ in failed}
         failures.update({str(p): reason for p, reason in failed})
         ok = [p for p in paths if str(p) not in bad]
@@ -95,14 +99,14 @@ def embed_for_model(fingerprints: Sequence[dict], paths: Sequence[Path]) -> tupl
     return X, keep, list(failures.items())
 
 
-def predict_paths(model_path: str | Path, paths: Sequence[str | Path], *, top_k: int = 3) -> tuple[list[dict],
-                                                                                                  list[tuple[str, str]]]:
+def predict_paths(model_path: str | Path, paths: Sequence[str | Path], *, top_k: int = 3,
+                  weights: str | Path | None = None) -> tuple[list[dict], list[tuple[str, str]]]:
     """``[{"path", "top": [[class, probability], ...]}]`` per readable image, plus ``(path, reason)`` failures."""
     if top_k < 1:
         raise ClassifierError(f"--top-k {top_k}: must be at least 1")
     loaded = load_model(model_path)
     paths = [Path(p) for p in paths]
-    X, keep, failures = embed_for_model(loaded.fingerprints, paths)
+    X, keep, failures = embed_for_model(loaded.fingerprints, paths, weights=weights)
     if not keep:
         return [], failures
     expected = getattr(loaded.model, "n_features_in_", X.shape[1])

@@ -70,11 +70,13 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image: "
                                                          '{"path": ..., "top": [[class, probability], ...]}.')]
     = False,
+    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint file, for models fit on features of a "
+                                                         "local checkpoint (file:<sha256> weights).")] = None,
 ) -> None:
     """Embed IMAGES with the model's backbone and print the top-k classes with probabilities."""
     from ..predict import format_prediction, predict_paths
 
-    results, failures = predict_paths(model, images, top_k=top_k)
+    results, failures = predict_paths(model, images, top_k=top_k, weights=weights)
     for r in results:
         out(json.dumps(r) if as_json else format_prediction(r))
     for path, reason in failures:
