@@ -119,6 +119,19 @@ def info(
     out(f"  fingerprint {json.dumps(fp, sort_keys=True)}")
 
 
+@app.command("sample-data")
+@handles_errors
+def sample_data(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write (class-per-folder PNGs).")] = Path("examples/digits"),
+    per_class: Annotated[int, typer.Option(help="Images per digit class (max 180).")] = 100,
+) -> None:
+    """Write scikit-learn's bundled handwritten digits as a small real image folder."""
+    from ..data import export_digits
+
+    export_digits(out_dir, per_class)
+    out(f"wrote {sum(1 for _ in out_dir.rglob('*.png'))} digit images in 10 class folders under {out_dir}")
+
+
 @backbones_app.callback()
 @handles_errors
 def backbones(
