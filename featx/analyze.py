@@ -332,12 +332,11 @@ class _Run:
                 self.md.append(f"- {t['class']}: `{t['id']}` (distance {t['knn_distance']:.3f})")
         if o.overlap:
             m = project.neighbourhood_overlap(F, y, k=o.k, max_queries=o.max_rows, seed=o.seed)
-            priors = np.bincount(project._encode(y)[0]) / len(y)
             present = [classes[i] for i in np.unique(y)]
             plots.heatmap(m, present, present, self.file(f"{key}-overlap.png"), fmt=".2f", vmin=0, vmax=1,
                           title=f"kNN neighbourhood overlap (k={o.k}): row class -> neighbour class",
                           xlabel="neighbour class", ylabel="class")
-            br = project.bridges(m, present, priors=priors)
+            br = project.bridges(m, present)
             pairs = project.confused_pairs(m, present, top=10)
             info = {"classes": present, "matrix": np.round(m, 4).tolist(), "bridges": br,
                     "closest_pairs": [{"a": a, "b": b, "overlap": round(v, 4)} for a, b, v in pairs]}
@@ -349,10 +348,11 @@ class _Run:
             for a, b, v in pairs[:5]:
                 self.md.append(f"- {a} and {b} share neighbourhoods: {v:.3f}")
             for d in br[:10]:
-                shares = ", ".join(f"{c} {s:.2f}" for c, s in zip(d["bridges"], d["shares"]))
-                self.md.append(f"- **{d['class']}** bridges {' and '.join(d['bridges'])} ({shares})")
+                (a, c), (sa, sc) = d["between"], d["shares"]
+                self.md.append(f"- **{d['class']}** bridges {a} and {c}: {sa:.0%} / {sc:.0%} of its neighbours are "
+                               f"{a} / {c}, while {a} and {c} overlap {d['direct']:.0%}")
             if not br:
-                self.md.append("- no class bridges two others above chance")
+                self.md.append("- no class bridges two classes that are otherwise apart")
 
 
 def analyze(stores: Sequence[str | Path], options: AnalyzeOptions | None = None, *, out: str | Path | None = None,

@@ -35,7 +35,7 @@ def subsample(y: np.ndarray, max_rows: int | None, seed: int = 0, min_per_class:
     return np.sort(np.concatenate(keep))
 
 
-class Projector(TransformerMixin, BaseEstimator):
+class Projector(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Low-dimensional embedding for plots: ``method`` is "pca", "tsne" (van der Maaten and Hinton,
     JMLR 2008; scikit-learn) or "umap" (McInnes, Healy, Melville, arXiv 1802.03426; umap-learn,
     imported when used).
@@ -194,22 +194,22 @@ def neighbourhood_overlap(F: np.ndarray, y: np.ndarray, *, k: int = 10, max_quer
     return m / np.maximum(m.sum(axis=1, keepdims=True), 1)
 
 
-def bridges(overlap: np.ndarray, classes: list[str], *, priors: np.ndarray | None = None,
-            threshold: float = 0.05, above_chance: float = 1.5) -> list[dict]:
-    """Classes whose neighbourhoods reach two or more other classes, each with a share of at least
-    ``threshold`` and ``above_chance`` times that class's prior (uniform by default; random
-    features give shares near the priors): they bridge those classes. Most mixed first."""
-    c = len(classes)
-    priors = np.full(c, 1.0 / c) if priors is None else np.asarray(priors, dtype=float)
+def bridges(overlap: np.ndarray, classes: list[str], *, threshold: float = 0.05, ratio: float = 0.5) -> list[dict]:
+    """Class b bridges classes a and c when at least ``threshold`` of b's neighbours are in a and in c
+    while a and c barely meet: their symmetric overlap is below ``ratio`` times the smaller of the
+    two shares. Strongest (largest smaller share) first."""
+    sym = (overlap + overlap.T) / 2
     out = []
-    for b in range(c):
-        partners = [j for j in np.argsort(-overlap[b], kind="stable")
-                    if j != b and overlap[b, j] >= max(threshold, above_chance * priors[j])]
-        if len(partners) >= 2:
-            out.append({"class": classes[b], "bridges": [classes[j] for j in partners],
-                        "shares": [round(float(overlap[b, j]), 4) for j in partners],
-                        "outside": round(float(1 - overlap[b, b]), 4)})
-    return sorted(out, key=lambda d: -d["outside"])
+    for b in range(len(classes)):
+        near = [j for j in np.argsort(-overlap[b], kind="stable") if j != b and overlap[b, j] >= threshold]
+        for i, a in enumerate(near):
+            for c in near[i + 1:]:
+                weaker = min(overlap[b, a], overlap[b, c])
+                if sym[a, c] < ratio * weaker:
+                    out.append({"class": classes[b], "between": [classes[a], classes[c]],
+                                "shares": [round(float(overlap[b, a]), 4), round(float(overlap[b, c]), 4)],
+                                "direct": round(float(sym[a, c]), 4)})
+    return sorted(out, key=lambda d: -min(d["shares"]))
 
 
 def confused_pairs(overlap: np.ndarray, classes: list[str], top: int = 10) -> list[tuple[str, str, float]]:
