@@ -1,0 +1,5 @@
+"""`python -m featx` = `featx`."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,5 @@
+"""`python -m featx.cli` = `featx`."""
+
+from . import main
+
+main()
