@@ -135,3 +135,50 @@ def test_module_layer_and_dynamic_timm_name(tmp_path, monkeypatch):
     tcfg = get_cfg("timm:test_efficientnet")
     assert tcfg.layer(None).dim() > 0 and tcfg.source == "timm"
     assert (tmp_path / "backbones" / "timm--test_efficientnet.json").exists()  # remembered for torch-free reuse
+
+
+HF_CACHE_SCRIPT = """
+import sys, numpy as np, torch, timm
+from safetensors.torch import save_file
+from pathlib import Path
+cache = Path(sys.argv[1])
+snap = cache / "models--timm--test_efficientnet.r160_in1k" / "snapshots" / "abc"
+snap.mkdir(parents=True)
+(cache / "models--timm--test_efficientnet.r160_in1k" / "refs").mkdir()
+(cache / "models--timm--test_efficientnet.r160_in1k" / "refs" / "main").write_text("abc")
+torch.manual_seed(7)
+ref = timm.create_model("test_efficientnet", pretrained=False).eval()
+save_file(ref.state_dict(), str(snap / "model.safetensors"))
+from featx.backbones import create_model
+from featx.registry import get_cfg
+model = create_model(get_cfg("timm:test_efficientnet"), "imagenet")
+x = torch.randn(1, 3, 160, 160)
+with torch.no_grad():
+    assert torch.allclose(model(x), ref(x), atol=1e-5)
+print("ok")
+"""
+
+
+def test_timm_weights_found_in_hf_cache_offline(tmp_path):
+    """timm weights already in the Hugging Face cache load without any network access."""
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1",
+           "FEATX_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", HF_CACHE_SCRIPT, str(tmp_path / "hf")], capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_missing_weights_error_names_file_and_place(tmp_path, monkeypatch):
+    import torch.hub
+
+    from featx.backbones import create_model
+    from featx.errors import WeightsError
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("no network")))
+    with pytest.raises(WeightsError, match=r"ResNet18_Weights.IMAGENET1K_V1 not found in .*hub.*resnet18-"):
+        create_model(get_cfg("resnet18"), "imagenet")

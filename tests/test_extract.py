@@ -172,3 +172,31 @@ def test_default_out_name_is_stable_and_descriptive(monet_dir):
     assert p1.out == p2.out == default_out(p1.cfg, p1.dataset)
     assert p1.out.name.startswith("monet-sisley--vgg16-random--block5_pool-flatten--")
     assert plan_extraction("vgg16", monet_dir, weights="none", layer="fc1").out != p1.out
+
+
+def test_weights_from_local_checkpoint(small_monet, tmp_path):
+    import torch
+    from torchvision.models import resnet18
+
+    from featx.errors import WeightsError
+
+    torch.manual_seed(3)
+    ref = resnet18(num_classes=7)  # a fine-tuned head of another size is tolerated
+    torch.save({"state_dict": {f"module.{k}": v for k, v in ref.state_dict().items()}}, tmp_path / "ft.pth")
+    res = extract("resnet18", small_monet, weights=str(tmp_path / "ft.pth"), out=tmp_path / "ft.h5", workers=0,
+                  progress=False)
+    fs = load_features(res.path)
+    assert fs.fingerprint["weights"].startswith("file:ft.pth:")
+    from featx.images import read_for_model
+    from featx.registry import get_cfg
+
+    x = torch.from_numpy(read_for_model(fs.image_path(0), get_cfg("resnet18").data)).permute(2, 0, 1).float()
+    x = ((x / 255 - torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)) /
+         torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)).unsqueeze(0)
+    ref.fc = torch.nn.Identity()
+    with torch.inference_mode():
+        np.testing.assert_allclose(fs.features[0], ref.eval()(x)[0].numpy(), rtol=1e-4, atol=1e-4)
+    torch.save(torch.nn.Linear(3, 3).state_dict(), tmp_path / "wrong.pth")
+    with pytest.raises(WeightsError, match="does not fit this architecture"):
+        extract("resnet18", small_monet, weights=str(tmp_path / "wrong.pth"), out=tmp_path / "w.h5", workers=0,
+                progress=False)

@@ -53,13 +53,43 @@ def _timm(arch: str, weights: str | None) -> nn.Module:
         load_package_weights(model, weights.split(":", 1)[1].split("==")[0])
         return model
     name = weights.split(":", 1)[1] if weights.startswith("timm:") else arch
+    pcfg = timm.create_model(name, pretrained=False).pretrained_cfg
+    repo = pcfg.get("hf_hub_id") or ""
+    cached = _hf_cached(repo)
+    where = os.environ.get("HF_HUB_CACHE", "~/.cache/huggingface/hub")
+    if cached is None and not _online("huggingface.co"):
+        raise WeightsError(f"--weights imagenet: timm weights {repo or name} are not in the Hugging Face cache "
+                           f"({where}) and huggingface.co is unreachable; run once with internet, or pass "
+                           "--weights PATH / none")
     try:
-        return timm.create_model(name, pretrained=True)
+        overlay = {"file": cached} if cached else None
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
     except Exception as exc:
-        raise WeightsError(
-            f"--weights imagenet: timm weights for {name} are not in the Hugging Face cache "
-            f"({os.environ.get('HF_HUB_CACHE', '~/.cache/huggingface/hub')}) and could not be downloaded "
-            f"({type(exc).__name__}); run once with internet, or pass --weights PATH / none") from None
+        raise WeightsError(f"--weights imagenet: timm weights {repo or name} could not be loaded from {where} "
+                           f"({type(exc).__name__}); run once with internet, or pass --weights PATH / none") from None
+
+
+def _hf_cached(repo: str) -> str | None:
+    """Path of a timm checkpoint already in the Hugging Face cache, if any."""
+    if not repo:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        path = try_to_load_from_cache(repo, filename)
+        if isinstance(path, str):
+            return path
+    return None
+
+
+def _online(host: str) -> bool:
+    import socket
+
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
 
 
 @register_builder("pixels")
