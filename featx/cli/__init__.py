@@ -17,14 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from . import extract as _extract  # noqa: E402,F401  (registers commands)
-
-for _optional in ("fit", "analyze", "finetune", "scale"):
-    try:
-        __import__(f"{__name__}.{_optional}")
-    except ModuleNotFoundError as _exc:  # command group not written yet
-        if _exc.name != f"{__name__}.{_optional}":
-            raise
+from . import analyze, extract, fit  # noqa: E402,F401  (each module registers its commands)
 
 
 def main() -> None:
