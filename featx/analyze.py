@@ -143,6 +143,9 @@ def compute_scores(F: np.ndarray, y: np.ndarray, logits: np.ndarray | None, *, s
             notes.append(f"probe_acc on a stratified {len(idx):,} of {n:,} rows")
             continue
         s[key] = _timed(sec, key, fn, F, y, **kwargs)
+    if n <= F.shape[1]:
+        notes.append(f"n <= d ({n:,} rows, {F.shape[1]:,} dims): hscore saturates at C-1 and hscore_shrink / fisher "
+                     "whiten with few rows, so they barely separate backbones; compare them on PCA-reduced features")
     if n > max_rows:
         notes.append(f"knn_acc from {max_rows:,} random query rows of {n:,}")
     if n > 5000:
