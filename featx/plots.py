@@ -35,7 +35,7 @@ def heatmap(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[
     n_rows, n_cols = m.shape
     if len(row_labels) != n_rows or len(col_labels) != n_cols:
         raise ValueError(f"labels ({len(row_labels)}, {len(col_labels)}) do not match matrix shape {m.shape}")
-    width = min(24.0, max(4.0, 0.6 * n_cols + 2.5))
+    width = min(24.0, max(5.0, 0.6 * n_cols + 2.5))
     height = min(24.0, max(3.5, 0.5 * n_rows + 2.0))
     fig, ax = plt.subplots(figsize=(width, height), dpi=100)
     try:
@@ -51,7 +51,7 @@ def heatmap(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[
                     v = m[i, j]
                     ax.text(j, i, "" if not np.isfinite(v) else format(v, fmt), ha="center", va="center",
                             fontsize=8, color="white" if v > mid else "black")
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9, wrap=True)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         fig.tight_layout()

@@ -240,7 +240,7 @@ def write_run(run_dir: Path, src: Source, res: classify.FitResult, settings: dic
         res.y_true, res.y_pred, labels=labels, target_names=src.classes, digits=3, zero_division=0))
     cm = np.asarray(metrics["confusion_matrix"])
     plots.heatmap(row_normalise(cm), src.classes, src.classes, run_dir / "confusion_matrix.png",
-                  title=f"{res.name} on {src.label} (rows: true, n={int(cm.sum())})", fmt=".2f",
+                  title=f"{res.name} on {src.label}\nrow-normalised, n={int(cm.sum())}", fmt=".2f",
                   xlabel="predicted", ylabel="true", vmin=0.0, vmax=1.0)
     wrong = np.flatnonzero(res.y_true != res.y_pred)
     plots.contact_sheet(
@@ -367,6 +367,8 @@ def fit_stores(stores: Sequence["FeatureSet"], classifiers: str | Sequence[str],
                                         class_weight=class_weight, search=search, cv=cv, n_jobs=n_jobs,
                                         random_state=seed, block_widths=src.widths if concat else None)
             sub = run if single else run / _slug(f"{'concat' if concat else Path(fs.path).stem}--{clf}")
+            while any(sub == e[1] for e in entries):  # two stores with the same file name
+                sub = sub.with_name(sub.name + "-2")
             used = {**settings, "preprocess": preprocess or classify.DEFAULT_PREPROCESS[clf]}
             metrics = write_run(sub, src, res, used)
             for note in res.notes:
