@@ -90,6 +90,9 @@ def main() -> None:
         lines.append(f"| seeds' head (RMSprop, 80 epochs) | {m['accuracy_text']} | {m['macro_f1']:.3f} | {fit_s:.2f} |")
         print(name, "seeds head", m["accuracy_text"], f"{fit_s:.2f}s", flush=True)
         lines.append("")
+    lines += ["Notes: fit seconds are wall-clock on a machine shared with other jobs, so treat them as rough; "
+              "the seeds' head is fit on raw features for a fixed 80 epochs with no model selection. "
+              "Differences under about two standard errors are not significant at these test sizes.", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out}")
