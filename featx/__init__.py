@@ -1,14 +1,33 @@
 """featx: frozen-backbone features, classifiers and transferability on cached embeddings.
 
-The package imports no torch at import time: the store, the classical-ML side and
-the CLI's fast paths stay light. Deep-learning modules (``featx.extract``,
-``featx.backbones``) import torch when they are used.
+Importing featx is light: no torch, no h5py. Deep-learning modules
+(``featx.extract``, ``featx.backbones``) import torch when they are used, and the
+public names below are loaded on first access.
 """
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .config import BackboneCfg, DataCfg, ExtractCfg  # noqa: E402
-from .errors import FeatxError  # noqa: E402
-from .store import FeatureSet, load_features  # noqa: E402
+_PUBLIC = {
+    "BackboneCfg": "featx.config",
+    "DataCfg": "featx.config",
+    "ExtractCfg": "featx.config",
+    "FeatxError": "featx.errors",
+    "FeatureSet": "featx.store",
+    "load_features": "featx.store",
+    "load_dataset": "featx.data",
+    "list_backbones": "featx.registry",
+}
 
-__all__ = ["__version__", "BackboneCfg", "DataCfg", "ExtractCfg", "FeatxError", "FeatureSet", "load_features"]
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'featx' has no attribute {name!r}")
