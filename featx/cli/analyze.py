@@ -62,7 +62,6 @@ def analyze(
     ranking.csv, PNG plots, projections .npz, optional .html, summary.md.
     """
     from ..analyze import LOGITS_HINT, SCORE_KEYS, AnalyzeOptions, analyze as run
-    from ..errors import AnalysisError
 
     opts = AnalyzeOptions(transferability=transferability, pca=pca, tsne=tsne, umap=umap, three_d=three_d,
                           thumbnails=thumbnails, html=html, outliers=outliers, overlap=overlap, split=split,
@@ -81,10 +80,10 @@ def analyze(
     for t in res.taus:
         out(f"tau {t['score']}: kendall {t['kendall_tau']}, weighted {t['weighted_tau']} ({t['n_stores']} stores)")
     for note in res.notes:
-        if not (res.skipped and LOGITS_HINT in note):  # said once, in the error below
+        if not (res.skipped and LOGITS_HINT in note):  # said once, below
             warn(note)
-    out(f"wrote {len(res.files)} files to {res.out_dir} (see summary.md)")
-    if res.skipped:
+    if res.skipped:  # a partial table is a result, not a failure: stores with and without logits mix
         names = ", ".join(res.skipped)
-        raise AnalysisError(f"{', '.join(next(iter(res.skipped.values())))} skipped for {names} (no logits in the "
-                            f"store; other results written); {LOGITS_HINT}")
+        warn(f"{', '.join(next(iter(res.skipped.values())))} skipped for {names} (no logits in the store); "
+             f"{LOGITS_HINT}")
+    out(f"wrote {len(res.files)} files to {res.out_dir} (see summary.md)")
