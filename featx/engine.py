@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -63,6 +63,50 @@ def iter_batches(paths: Sequence[Path], cfg: DataCfg, *, batch_size: int, worker
         collate_fn=collate, pin_memory=pin_memory, worker_init_fn=_worker_init if workers else None,
         persistent_workers=False, prefetch_factor=4 if workers else None)
     yield from loader
+
+
+def default_streams(device: torch.device) -> int:
+    """Parallel model streams: on CPU one per core (up to 4) beats one stream with intra-op threads."""
+    if device.type != "cpu":
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cpus))
+
+
+def embed_in_order(embed: "Embedder", batches: Iterable, streams: int = 1) -> Iterator[tuple]:
+    """``(indices, failures, features, logits)`` per batch, in input order.
+
+    With ``streams > 1`` (CPU), that many batches run at once in threads with one
+    intra-op thread each (torch releases the GIL): on a 2-core machine this is
+    ~1.3x faster than one batch with two intra-op threads (benchmarks/results).
+    """
+    if streams <= 1:
+        for idx, x, failed in batches:
+            feats, logits = embed(x) if idx else (None, None)
+            yield idx, failed, feats, logits
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // streams))
+    pending: deque = deque()
+    try:
+        with ThreadPoolExecutor(streams, thread_name_prefix="featx-embed") as pool:
+            for idx, x, failed in batches:
+                pending.append((idx, failed, pool.submit(embed, x) if idx else None))
+                while len(pending) > streams:
+                    yield _ready(pending.popleft())
+            while pending:
+                yield _ready(pending.popleft())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _ready(item):
+    idx, failed, fut = item
+    feats, logits = fut.result() if fut is not None else (None, None)
+    return idx, failed, feats, logits
 
 
 def resolve_device(device: str) -> torch.device:

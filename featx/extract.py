@@ -127,7 +127,7 @@ def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, w
             layer: str | None = None, pool: str | None = None, tta: str = "none", dtype: str = "float32",
             with_logits: bool = False, image_size: int | None = None, label_from_name: str | None = None,
             split_seed: int = 0, device: str = "auto", batch_size: int | None = None,
-            workers: int | None = None, precision: str = "auto", channels_last: bool = True,
+            workers: int | None = None, streams: int | None = None, precision: str = "auto", channels_last: bool = True,
             overwrite: bool = False, progress: bool = True,
             on_batch: Callable[[int], None] | None = None) -> ExtractResult:
     """Extract features of every image under ``data`` into a store; see ``featx extract --help``.
@@ -143,19 +143,20 @@ def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, w
         from .store import read_attrs
 
         return ExtractResult(plan.out, True, read_attrs(plan.out)["n_rows"], 0, [], time.perf_counter() - t0)
-    return _run(plan, device=device, batch_size=batch_size, workers=workers, precision=precision,
+    return _run(plan, device=device, batch_size=batch_size, workers=workers, streams=streams, precision=precision,
                 channels_last=channels_last, overwrite=overwrite, progress=progress, on_batch=on_batch, t0=t0)
 
 
-def _run(plan: Plan, *, device, batch_size, workers, precision, channels_last, overwrite, progress, on_batch,
-         t0) -> ExtractResult:
+def _run(plan: Plan, *, device, batch_size, workers, streams, precision, channels_last, overwrite, progress,
+         on_batch, t0) -> ExtractResult:
     from tqdm.auto import tqdm
 
-    from .engine import iter_batches
+    from .engine import default_streams, embed_in_order, iter_batches
 
     embed = build_embedder(plan.cfg, plan.weights, device=device, precision=precision,
                            channels_last=channels_last)
-    batch_size = batch_size or (64 if embed.device.type == "cuda" else 16)
+    batch_size = batch_size or (64 if embed.device.type == "cuda" else 10)
+    streams = streams or default_streams(embed.device)
     ds = plan.dataset
     probe, logits_probe = embed(_blank(plan.cfg))
     dim = probe.shape[1]
@@ -171,10 +172,9 @@ def _run(plan: Plan, *, device, batch_size, workers, precision, channels_last, o
                    mininterval=1.0, smoothing=0.1)
         batches = iter_batches([ds.path(i) for i in todo], plan.cfg.data, batch_size=batch_size, workers=workers,
                                pin_memory=embed.device.type == "cuda")
-        for k, (idx, x, failed) in enumerate(batches, start=1):
+        for k, (idx, failed, feats, logits) in enumerate(embed_in_order(embed, batches, streams), start=1):
             rows = [todo[j] for j in idx]
             if rows:
-                feats, logits = embed(x)
                 writer.append([ds.ids[r] for r in rows], ds.labels[rows], [ds.split[r] for r in rows], feats, logits)
                 n_new += len(rows)
             if failed:

@@ -200,3 +200,15 @@ def test_weights_from_local_checkpoint(small_monet, tmp_path):
     with pytest.raises(WeightsError, match="does not fit this architecture"):
         extract("resnet18", small_monet, weights=str(tmp_path / "wrong.pth"), out=tmp_path / "w.h5", workers=0,
                 progress=False)
+
+
+def test_random_init_is_seeded_and_streams_agree(small_monet, tmp_path):
+    """--weights none builds the same network every run; parallel CPU streams change nothing but speed."""
+    one = extract("efficientnet_lite0", small_monet, weights="none", out=tmp_path / "one.h5", streams=1,
+                  batch_size=4, workers=0, progress=False)
+    two = extract("efficientnet_lite0", small_monet, weights="none", out=tmp_path / "two.h5", streams=2,
+                  batch_size=4, workers=1, with_logits=True, progress=False)
+    a, b = load_features(one.path), load_features(two.path)
+    assert list(a.ids) == list(b.ids)
+    np.testing.assert_allclose(a.features, b.features, rtol=1e-4, atol=1e-4)
+    assert b.logits.shape == (24, 1000)

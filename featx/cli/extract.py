@@ -51,9 +51,11 @@ def extract(
     split_seed: Annotated[int, typer.Option(help="Seed of the stratified 80/10/10 split used when the data has "
                                             "none.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per batch (default 16 on CPU, 64 on "
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per batch (default 10 on CPU, 64 on "
                                                       "CUDA).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (default: CPUs - 1).")] = None,
+    streams: Annotated[Optional[int], typer.Option(help="Batches run in parallel, one intra-op thread each "
+                                                   "(default: one per core up to 4 on CPU, 1 on CUDA).")] = None,
     precision: Annotated[str, typer.Option(help="auto (bf16/fp16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | "
                                            "fp16.")] = "auto",
     channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last",
@@ -70,7 +72,8 @@ def extract(
 
     res = run(backbone, data, out=out_path, weights=weights, layer=layer, pool=pool, tta=tta, dtype=dtype,
               with_logits=with_logits, image_size=image_size, label_from_name=label_from_name,
-              split_seed=split_seed, device=device, batch_size=batch_size, workers=workers, precision=precision,
+              split_seed=split_seed, device=device, batch_size=batch_size, workers=workers, streams=streams,
+              precision=precision,
               channels_last=channels_last, overwrite=overwrite, progress=not quiet)
     if res.cache_hit:
         out(f"cache hit: {res.path} already holds all {res.n_rows} rows; nothing to do")
