@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -30,7 +30,7 @@ def heatmap(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[
     Used for the row-normalised confusion matrix (``fmt=".2f"``, vmin 0, vmax 1).
     Cell text is omitted when the matrix is larger than 30 x 30.
     """
-    plt = _pyplot()
+    plt = pyplot()
     m = np.asarray(matrix, dtype=float)
     n_rows, n_cols = m.shape
     if len(row_labels) != n_rows or len(col_labels) != n_cols:
@@ -54,26 +54,30 @@ def heatmap(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[
         ax.set_title(title, fontsize=9, wrap=True)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        return _save(fig, path)
     finally:
         plt.close(fig)
-    return path
 
 
-def _thumbnail(path: Path, size: int) -> np.ndarray | None:
-    """RGB uint8 thumbnail fitting ``size`` x ``size``, or None when unreadable."""
-    from PIL import Image
+def thumbnail(path: Path, size: int) -> np.ndarray | None:
+    """RGB uint8 thumbnail fitting ``size`` x ``size`` (featx's robust reader), or None when unreadable."""
+    from .images import ImageReadError, load_rgb
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            im.thumbnail((size, size))
-            return np.asarray(im)
-    except (OSError, ValueError):
+        im = load_rgb(path, min_size=size)
+    except ImageReadError:
         return None
+    im.thumbnail((size, size))
+    return np.asarray(im)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Lay out and write ``fig`` as a PNG at ``path`` (parents created)."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
 
 
 def contact_sheet(image_paths: Sequence[str | Path], captions: Sequence[str], path: str | Path, *,
@@ -84,7 +88,7 @@ def contact_sheet(image_paths: Sequence[str | Path], captions: Sequence[str], pa
     carries the caption. At most ``max_images`` are drawn; an empty list draws a
     single "nothing to show" panel so the file always exists.
     """
-    plt = _pyplot()
+    plt = pyplot()
     if len(image_paths) != len(captions):
         raise ValueError(f"{len(image_paths)} images but {len(captions)} captions")
     items = list(zip(image_paths, captions))[:max_images]
@@ -100,7 +104,7 @@ def contact_sheet(image_paths: Sequence[str | Path], captions: Sequence[str], pa
         if not items:
             axes[0, 0].text(0.5, 0.5, "nothing to show", ha="center", va="center")
         for ax, (img_path, caption) in zip(axes.ravel(), items):
-            img = _thumbnail(Path(img_path), thumb)
+            img = thumbnail(Path(img_path), thumb)
             if img is None:
                 ax.imshow(np.full((thumb, thumb, 3), 160, np.uint8))
                 ax.text(thumb / 2, thumb / 2, "missing", ha="center", va="center", color="white")
@@ -109,10 +113,6 @@ def contact_sheet(image_paths: Sequence[str | Path], captions: Sequence[str], pa
             ax.set_title(str(caption), fontsize=7, wrap=True)
         if title:
             fig.suptitle(title)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        return _save(fig, path)
     finally:
         plt.close(fig)
-    return path

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .plots import _pyplot, _thumbnail
+from .plots import pyplot, thumbnail
 
 MARKERS = ("o", "s", "^", "D", "v", "P")
 
@@ -81,7 +81,7 @@ def scatter(coords: np.ndarray, labels: np.ndarray, classes: Sequence[str], path
             note: str = "", axis_names: Sequence[str] = ("1", "2", "3"), seed: int = 0) -> Path:
     """Class-coloured scatter (2-D, or 3-D shown from two angles), legend with class counts,
     ``note`` (e.g. the sub-sampling) written under the figure. Fine for 2-50 classes and 100k points."""
-    plt = _pyplot()
+    plt = pyplot()
     coords = np.asarray(coords, dtype=float)
     labels = np.asarray(labels, dtype=int)
     colors = class_colors(len(classes))
@@ -113,7 +113,7 @@ def thumbnail_scatter(coords: np.ndarray, labels: np.ndarray, classes: Sequence[
     at most ``max_thumbs``, framed in the class colour). Missing or unreadable images stay plain dots."""
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
-    plt = _pyplot()
+    plt = pyplot()
     coords = np.asarray(coords, dtype=float)[:, :2]
     labels = np.asarray(labels, dtype=int)
     colors = class_colors(len(classes))
@@ -128,7 +128,7 @@ def thumbnail_scatter(coords: np.ndarray, labels: np.ndarray, classes: Sequence[
         _, first = np.unique(cell_id[order], return_index=True)
         drawn = 0
         for i in order[first]:
-            img = _thumbnail(Path(image_paths[i]), thumb)
+            img = thumbnail(Path(image_paths[i]), thumb)
             if img is None:
                 continue
             box = AnnotationBbox(OffsetImage(img, zoom=0.6), coords[i], frameon=True, pad=0.1,
@@ -144,7 +144,7 @@ def thumbnail_scatter(coords: np.ndarray, labels: np.ndarray, classes: Sequence[
 
 def variance_curve(ratios: np.ndarray, path: str | Path, *, title: str = "PCA explained variance") -> Path:
     """Per-component and cumulative explained-variance ratio, with the 50/80/90% points marked."""
-    plt = _pyplot()
+    plt = pyplot()
     ratios = np.asarray(ratios, dtype=float)
     cum = np.cumsum(ratios)
     k = np.arange(1, len(ratios) + 1)
@@ -169,7 +169,7 @@ def variance_curve(ratios: np.ndarray, path: str | Path, *, title: str = "PCA ex
 def separability_curve(acc: dict[int, float], path: str | Path, *, chance: float | None = None,
                        title: str = "Linear separability on the first k principal components") -> Path:
     """Linear-SVM cross-validated accuracy against the number of principal components k."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     try:
         ks = sorted(acc)
