@@ -264,7 +264,7 @@ def summary_line(metrics: dict, run_dir: Path) -> str:
 
 # ---------------------------------------------------------------- leaderboard
 
-LEADERBOARD_COLUMNS = ("rank", "backbone", "weights", "layer", "pool", "dim", "classifier", "accuracy",
+LEADERBOARD_COLUMNS = ("rank", "store", "backbone", "weights", "layer", "pool", "dim", "classifier", "accuracy",
                        "accuracy_se", "macro_f1", "val_accuracy", "fit_seconds", "eval", "run")
 
 
@@ -274,7 +274,7 @@ def leaderboard_rows(entries: Sequence[tuple[dict, Path]]) -> list[dict]:
     for m, run in entries:
         fps = [s["fingerprint"] for s in m["stores"]]
         join = lambda key: " + ".join(str(fp.get(key, "?")) for fp in fps)  # noqa: E731
-        rows.append({"backbone": join("backbone"), "weights": join("weights"), "layer": join("layer"),
+        rows.append({"store": " + ".join(Path(st["path"]).stem for st in m["stores"]), "backbone": join("backbone"), "weights": join("weights"), "layer": join("layer"),
                      "pool": join("pool"), "dim": sum(s["dim"] for s in m["stores"]), "classifier": m["classifier"],
                      "accuracy": m["accuracy"], "accuracy_se": m["accuracy_se"], "macro_f1": m["macro_f1"],
                      "val_accuracy": m["val_accuracy"], "fit_seconds": m["fit_seconds"],
@@ -289,12 +289,12 @@ def _cells(r: dict) -> list[str]:
     def num(v, nd=3):
         return "" if v is None else f"{v:.{nd}f}"
 
-    return [str(r["rank"]), r["backbone"], r["weights"], r["layer"], r["pool"], str(r["dim"]), r["classifier"],
+    return [str(r["rank"]), r["store"], r["backbone"], r["weights"], r["layer"], r["pool"], str(r["dim"]), r["classifier"],
             f"{r['accuracy']:.3f} +- {r['accuracy_se']:.3f}", num(r["macro_f1"]), num(r["val_accuracy"]),
             num(r["fit_seconds"], 1), r["eval"]]
 
 
-_HEAD = ["#", "backbone", "weights", "layer", "pool", "dim", "classifier", "accuracy", "macro F1", "val acc",
+_HEAD = ["#", "store", "backbone", "weights", "layer", "pool", "dim", "classifier", "accuracy", "macro F1", "val acc",
          "fit s", "eval"]
 
 

@@ -131,7 +131,7 @@ def test_leaderboard_table_csv_markdown(tmp_path):
     assert accs == sorted(accs, reverse=True)
     assert {r["backbone"] for r in rows[:2]} == {"good"} and {r["weights"] for r in rows[2:]} == {"none"}
     md = (run / "leaderboard.md").read_text().splitlines()
-    assert md[0].startswith("| # | backbone") and len(md) == 6
+    assert md[0].startswith("| # | store | backbone") and len(md) == 6
     table = "\n".join(lines)
     assert "accuracy" in table and "chance" in table
     assert all((e[1] / "model.joblib").exists() for e in entries)
