@@ -20,7 +20,7 @@ from .config import POOLS, BackboneCfg, ExtractCfg, LayerInfo
 from .data import ImageDataset, load_dataset
 from .errors import BackboneError, FeatxError
 from .registry import cache_dir, get_cfg, weights_identity
-from .store import open_writer, store_covers
+from .store import covered_rows, open_writer
 
 
 @dataclass(frozen=True)
@@ -139,10 +139,9 @@ def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, w
                            weights=weights, layer=layer, pool=pool, tta=tta, dtype=dtype,
                            with_logits=with_logits, image_size=image_size)
     ds = plan.dataset
-    if not overwrite and store_covers(plan.out, plan.cfg, ds.classes, ds.ids):
-        from .store import read_attrs
-
-        return ExtractResult(plan.out, True, read_attrs(plan.out)["n_rows"], 0, [], time.perf_counter() - t0)
+    n_rows = None if overwrite else covered_rows(plan.out, plan.cfg, ds.classes, ds.ids)
+    if n_rows is not None:
+        return ExtractResult(plan.out, True, n_rows, 0, [], time.perf_counter() - t0)
     return _run(plan, device=device, batch_size=batch_size, workers=workers, streams=streams, precision=precision,
                 channels_last=channels_last, overwrite=overwrite, progress=progress, on_batch=on_batch, t0=t0)
 

@@ -125,23 +125,27 @@ def _open_read(path: Path) -> h5py.File:
     return f
 
 
-def read_attrs(path: str | Path) -> dict:
-    """The store's attributes, decoded (cheap: reads no rows)."""
-    path = Path(path)
-    with _open_read(path) as f:
-        attrs = _decode_attrs(f.attrs)
-        attrs["n_rows"] = int(f["ids"].shape[0])
-        attrs["dim"] = int(f["features"].shape[1])
-        attrs["dtype"] = str(f["features"].dtype)
-        attrs["n_failed"] = int(f["failed/id"].shape[0])
+def _summary_attrs(f: h5py.File) -> dict:
+    """Decoded attributes plus the shapes a summary needs (reads no rows)."""
+    attrs = _decode_attrs(f.attrs)
+    attrs["n_rows"] = int(f["ids"].shape[0])
+    attrs["dim"] = int(f["features"].shape[1])
+    attrs["dtype"] = str(f["features"].dtype)
+    attrs["n_failed"] = int(f["failed/id"].shape[0])
     return attrs
+
+
+def read_attrs(path: str | Path) -> dict:
+    """The store's attributes, decoded, with n_rows, dim, dtype, n_failed (cheap: reads no rows)."""
+    with _open_read(Path(path)) as f:
+        return _summary_attrs(f)
 
 
 def load_features(path: str | Path, *, require_complete: bool = True, with_features: bool = True) -> FeatureSet:
     """Read a store. Raises :class:`StoreError` if it is missing, foreign or unfinished."""
     path = Path(path)
     with _open_read(path) as f:
-        attrs = _decode_attrs(f.attrs)
+        attrs = _summary_attrs(f)
         if require_complete and not attrs.get("complete", False):
             raise StoreError(f"{path}: extraction was interrupted (store not finalised); "
                              "re-run the same `featx extract` command to finish it")
@@ -330,23 +334,24 @@ def open_writer(path: str | Path, cfg: ExtractCfg, *, dim: int, logits_dim: int 
             f.close()
 
 
-def store_covers(path: Path, cfg: ExtractCfg, classes: Sequence[str], ids: Sequence[str]) -> bool:
-    """True when ``path`` is a finished store of ``cfg`` holding (or having failed) every id."""
+def covered_rows(path: Path, cfg: ExtractCfg, classes: Sequence[str], ids: Sequence[str]) -> int | None:
+    """Row count of ``path`` if it is a finished store of ``cfg`` holding (or having failed) every id, else None."""
     if not path.exists():
-        return False
+        return None
     try:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != FORMAT:
-                return False
+                return None
             attrs = _decode_attrs(f.attrs)
             if not attrs.get("complete") or attrs.get("fingerprint") != cfg.to_dict():
-                return False
+                return None
             if list(attrs.get("classes", [])) != list(classes):
-                return False
-            have = set(f["ids"].asstr()[...]) | set(f["failed/id"].asstr()[...])
+                return None
+            stored = f["ids"].asstr()[...]
+            have = set(stored) | set(f["failed/id"].asstr()[...])
     except OSError:
-        return False
-    return have.issuperset(ids)
+        return None
+    return len(stored) if have.issuperset(ids) else None
 
 
 def write_arrays(path: str | Path, cfg: ExtractCfg, *, features: np.ndarray, labels: Sequence[int],

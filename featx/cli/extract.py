@@ -97,10 +97,7 @@ def info(
 
     fs = load_features(store, require_complete=False, with_features=False)
     a = fs.attrs
-    import h5py
-
-    with h5py.File(store, "r") as f:
-        dim, dtype = f["features"].shape[1], str(f["features"].dtype)
+    dim, dtype = a["dim"], a["dtype"]
     classes = {c: int((fs.labels == k).sum()) for k, c in enumerate(fs.classes)}
     splits = {s: int((fs.split == s).sum()) for s in ("train", "val", "test")}
     summary = {"path": str(store), "rows": len(fs), "dim": dim, "dtype": dtype, "complete": fs.complete,
