@@ -49,8 +49,13 @@ def _worker_init(_):
     torch.set_num_threads(1)
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (respects affinity masks and SLURM/cgroup pinning)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_workers() -> int:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     return min(8, max(1, cpus - 1)) if cpus > 1 else 0
 
 
@@ -69,7 +74,7 @@ def default_streams(device: torch.device) -> int:
     """Parallel model streams: on CPU one per core (up to 4) beats one stream with intra-op threads."""
     if device.type != "cpu":
         return 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     return max(1, min(4, cpus))
 
 
