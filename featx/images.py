@@ -36,9 +36,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return img
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        if img.mode == "I" and arr.max() <= 65535 and arr.max() > 255:
-            hi = 65535.0
+        if img.mode.startswith("I;16") or (img.mode == "I" and arr.max() > 255):
+            hi = 65535.0  # 16-bit range
+        elif img.mode == "I":
+            hi = 255.0  # integer image already in 8-bit range: keep its contrast
+        else:  # float: [0, 1] or arbitrary
+            hi = 1.0 if arr.max() <= 1.0 else float(arr.max())
         arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(arr, "L").convert("RGB")
     if img.mode == "P":
