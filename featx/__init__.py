@@ -1,8 +1,8 @@
 """featx: frozen-backbone features, classifiers and transferability on cached embeddings.
 
-Importing featx is light: no torch, no h5py. Deep-learning modules
-(``featx.extract``, ``featx.backbones``) import torch when they are used, and the
-public names below are loaded on first access.
+Importing featx is light: no torch, no h5py. The stages (``featx.extraction``,
+``featx.learn``, ``featx.analysis``) import what they need when used, and the public
+names below are loaded on first access.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ _PUBLIC = {
     "DataCfg": "featx.config",
     "ExtractCfg": "featx.config",
     "FeatxError": "featx.errors",
-    "FeatureSet": "featx.store",
-    "load_features": "featx.store",
-    "load_dataset": "featx.data",
-    "list_backbones": "featx.registry",
+    "FeatureSet": "featx.store.reader",
+    "load_features": "featx.store.reader",
+    "load_dataset": "featx.data.discover",
+    "list_backbones": "featx.backbones.registry",
 }
 
 __all__ = ["__version__", *_PUBLIC]

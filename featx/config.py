@@ -9,13 +9,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
 """Version of the HDF5 store layout (bumped when the layout changes)."""
 
 POOLS = ("avg", "max", "gem", "flatten", "spp", "none")
+TTAS = ("none", "hflip")
+DTYPES = ("float32", "float16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cache_dir() -> Path:
+    """Default home of stores and caches: ``$FEATX_CACHE`` or ``./cache``."""
+    return Path(os.environ.get("FEATX_CACHE", "cache"))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,12 @@ class FeatxError(Exception):
     exit_code = 1
 
 
+class OptionError(FeatxError):
+    """A command-line option (or its keyword argument) has a value featx cannot use."""
+
+    exit_code = 2
+
+
 class DataError(FeatxError):
     """The image folder, manifest or labels cannot be used."""
 

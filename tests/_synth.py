@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from featx.config import DataCfg, ExtractCfg
-from featx.store import write_arrays
+from featx.store.writer import write_arrays
 
 
 def cfg(backbone: str = "synthetic", weights: str = "none", **kw) -> ExtractCfg:
@@ -37,3 +37,11 @@ def store(path: Path, *, classes=("a", "b", "c"), n_per_class=(60, 60, 60), dim=
     return write_arrays(path, cfg(backbone, weights), features=X0 if X is None else X,
                         labels=y0 if y is None else y, ids=ids0 if ids is None else ids,
                         split=s0 if split is None else split, classes=list(classes), data_root=data_root)
+
+
+def clusters(n_per_class=40, c=4, d=30, sep=4.0, seed=0):
+    """``c`` well separated Gaussian classes in ``d`` dims; returns X, y."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(c), n_per_class)
+    centers = rng.normal(size=(c, d)) * sep
+    return centers[y] + rng.normal(size=(len(y), d)), y

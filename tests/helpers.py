@@ -57,3 +57,12 @@ def bad_inputs_folder(root: Path) -> dict[str, list[str]]:
     bad += ["a/empty.jpg", "b/truncated.jpg", "b/notes.jpg"]
     (a / "README.txt").write_text("ignored: not an image extension\n")
     return {"ok": sorted(ok), "bad": sorted(bad)}
+
+
+def assert_png(path, min_side=150):
+    """``path`` is a valid PNG of a sensible size; returns its (width, height)."""
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert im.format == "PNG" and min(im.size) >= min_side and max(im.size) < 5000, im.size
+        return im.size

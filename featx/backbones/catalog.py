@@ -17,8 +17,8 @@ from torch import nn
 
 from ..config import BackboneCfg, DataCfg, LayerInfo
 from ..errors import BackboneError
-from ..registry import CATALOG_PATH
-from . import build_random
+from .registry import CATALOG_PATH
+from .build import build_random
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,27 @@
-"""The ``featx`` command line: a typer app assembled from one module per command group.
+"""The ``featx`` command line: a typer app assembled from one module per command.
 
-Each command parses options, calls one library function and prints. Known errors
-(:class:`featx.errors.FeatxError`) print as one line with a non-zero exit
-(``_common.handles_errors``); set ``FEATX_DEBUG=1`` to see tracebacks. Heavy libraries are imported inside commands.
+Each command parses options, calls one library function and prints. Every error
+ends as one ``error: ...`` line on stderr with a documented exit code
+(:mod:`featx.cli._common`); set ``FEATX_DEBUG=1`` to see tracebacks. Heavy
+libraries are imported inside commands.
 """
 
 from __future__ import annotations
 
 import typer
 
+from ._common import OneLineErrors
+
 app = typer.Typer(
     name="featx",
+    cls=OneLineErrors,
     help="Frozen-backbone features of labelled images, classifiers and transferability on the cache.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
-from . import analyze, extract, fit  # noqa: E402,F401  (each module registers its commands)
+from . import analyze, backbones, extract, fit, info, predict, sample_data  # noqa: E402,F401  (each registers its command)
 
 
 def main() -> None:

@@ -1,4 +1,9 @@
-"""Shared CLI plumbing: error handling and output helpers."""
+"""Shared CLI plumbing: one-line errors with documented exit codes, and output helpers.
+
+Exit codes: 0 success; 1 an unexpected error (a bug: ``FEATX_DEBUG=1`` shows the
+traceback); 2 bad input (options, data, classifier or analysis requests); 3 weights;
+4 store; 5 store locked by another writer; 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +13,101 @@ import sys
 from typing import Callable
 
 import typer
+from typer.core import TyperGroup
 
 from ..errors import FeatxError
 
+EXIT_UNEXPECTED = 1
+EXIT_INTERRUPTED = 130
+
+
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    """Usage-error base classes: typer >= 0.2x vendors click (``TyperException``); older typer uses click's."""
+    types = [t for t in (getattr(typer, "TyperException", None),) if t is not None]
+    try:
+        import click
+
+        types.append(click.ClickException)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(types)
+
+
+USAGE_ERRORS = _usage_error_types()
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print: undecodable file-name bytes (surrogate escapes) shown as backslash escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _echo_error(message: str) -> None:
+    text = " ".join(str(message).split())  # one line, whatever the message holds
+    typer.echo(printable(f"error: {text}"), err=True)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception featx did not foresee, naming the file when the exception knows it."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        where = os.fsdecode(exc.filename) if isinstance(exc.filename, bytes) else str(exc.filename)
+        return f"{where}: {exc.strerror or type(exc).__name__}"
+    if isinstance(exc, UnicodeError):
+        return f"a file name or text is not valid in this locale's encoding ({exc})"
+    return f"{type(exc).__name__}: {exc}"
+
 
 def handles_errors(fn: Callable) -> Callable:
-    """Turn a FeatxError into ``error: <message>`` on stderr and its exit code."""
+    """Turn any exception into ``error: <message>`` on stderr and its exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except FeatxError as exc:
-            if os.environ.get("FEATX_DEBUG"):
-                raise
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, *USAGE_ERRORS):
+            raise
         except KeyboardInterrupt:
             typer.echo("interrupted; re-run the same command to resume", err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as exc:  # noqa: BLE001  (the one place every error becomes a line)
+            if os.environ.get("FEATX_DEBUG"):
+                raise
+            if isinstance(exc, FeatxError):
+                _echo_error(str(exc))
+                raise typer.Exit(exc.exit_code) from None
+            _echo_error(f"{describe(exc)} (FEATX_DEBUG=1 shows the traceback)")
+            raise typer.Exit(EXIT_UNEXPECTED) from None
 
     return wrapper
 
 
+class OneLineErrors(TyperGroup):
+    """The app's group: usage errors (bad option values, missing arguments) print one line, exit 2."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except USAGE_ERRORS as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `featx` or `featx fit` alone: the help
+                exc.show()
+            else:
+                ctx = getattr(exc, "ctx", None)
+                hint = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
+                message = exc.format_message().replace("Value error, ", "").rstrip(".")
+                _echo_error(f"{message}{hint}")
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            _echo_error("aborted")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 def out(msg: str = "") -> None:
     """Print a result line to stdout."""
-    typer.echo(msg)
+    typer.echo(printable(msg))
 
 
 def warn(msg: str) -> None:
     """Print a warning line to stderr."""
-    print(f"warning: {msg}", file=sys.stderr)
+    typer.echo(printable(f"warning: {msg}"), err=True)

@@ -9,6 +9,7 @@ import typer
 
 from . import app
 from ._common import handles_errors, out, warn
+from .options import OverwriteRunOpt, RunsDirOpt, Split, value
 
 ANALYZE_EXAMPLES = """
 Examples:
@@ -45,27 +46,27 @@ def analyze(
     overlap: Annotated[bool, typer.Option("--overlap", help="Class x class kNN neighbourhood overlap heatmap and "
                                           "the classes that bridge others.")] = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: "
-                                                    "runs/analyze-<name>).")] = None,
+                                                    "<runs-dir>/analyze-<name>).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name (default: from the store names).")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Rows to use: all | train | val | test (default: scores on "
-                                                 "the train split when present, views on all rows).")] = None,
+    split: Annotated[Optional[Split], typer.Option(help="Rows to use (default: scores on the train split when "
+                                                   "present, views on all rows).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of sub-sampling, folds and projections.")] = 0,
     max_rows: Annotated[int, typer.Option(help="Row cap for t-SNE/UMAP, kNN queries, the linear probe and "
                                           "separability (stratified sub-sample).")] = 20000,
     k: Annotated[int, typer.Option("--k", help="Neighbours for kNN accuracy, outliers and overlap.")] = 10,
-    runs_dir: Annotated[Path, typer.Option(help="Where `featx fit` runs live (for Kendall's tau) and the "
-                                           "default output goes.")] = Path("runs"),
+    runs_dir: RunsDirOpt = Path("runs"),
+    overwrite: OverwriteRunOpt = False,
 ) -> None:
     """Score how well features transfer to the labels and draw them (no torch needed).
 
     With no option, computes --transferability and --pca. Outputs: scores.json, scores.csv,
     ranking.csv, PNG plots, projections .npz, optional .html, summary.md.
     """
-    from ..analyze import LOGITS_HINT, SCORE_KEYS, AnalyzeOptions, analyze as run
+    from ..analysis.analyze import LOGITS_HINT, SCORE_KEYS, AnalyzeOptions, analyze as run
 
     opts = AnalyzeOptions(transferability=transferability, pca=pca, tsne=tsne, umap=umap, three_d=three_d,
-                          thumbnails=thumbnails, html=html, outliers=outliers, overlap=overlap, split=split,
-                          seed=seed, max_rows=max_rows, k=k, runs_dir=runs_dir)
+                          thumbnails=thumbnails, html=html, outliers=outliers, overlap=overlap, split=value(split),
+                          seed=seed, max_rows=max_rows, k=k, runs_dir=runs_dir, overwrite=overwrite)
     res = run(stores, opts, out=out_dir, name=name, log=lambda s: typer.echo(s, err=True))
     if res.ranking:
         width = max(14, *(len(r["store"]) for r in res.ranking))

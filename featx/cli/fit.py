@@ -1,15 +1,15 @@
-"""`featx fit` (classifiers on cached features, never loads a backbone) and `featx predict`."""
+"""`featx fit`: classifiers on cached features (never loads a backbone)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from . import app
-from ._common import handles_errors, out, warn
+from ._common import handles_errors, out
+from .options import ClassWeight, OverwriteRunOpt, RunsDirOpt, value
 
 FIT_EXAMPLES = """
 Examples:
@@ -38,7 +38,8 @@ def fit(
     preprocess: Annotated[Optional[str], typer.Option(
         help="standardize | l2 | pca:K | none, chained with + (e.g. l2+pca:256). "
              "Default: standardize (knn: l2).")] = None,
-    class_weight: Annotated[str, typer.Option(help="none or balanced (softmax, linearsvc, mlp).")] = "none",
+    class_weight: Annotated[ClassWeight, typer.Option(help="balanced: weight classes by inverse frequency "
+                                                      "(softmax, linearsvc, mlp).")] = ClassWeight.none,
     search: Annotated[bool, typer.Option("--search", help="Grid-search C / alpha / hidden sizes / k with "
                                                           "stratified 5-fold CV on the training rows.")] = False,
     cv: Annotated[Optional[int], typer.Option(help="Fit on train+val and add a stratified K-fold estimate; "
@@ -46,40 +47,18 @@ def fit(
                                                    "(default 5).")] = None,
     concat: Annotated[bool, typer.Option("--concat", help="Join the stores by image id (each block "
                                                           "L2-normalised) and fit one model.")] = False,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/<timestamp>/).")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run name: runs/NAME/ instead of a timestamp.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default <runs-dir>/<timestamp>/).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name: <runs-dir>/NAME/ instead of a timestamp.")] = None,
+    runs_dir: RunsDirOpt = Path("runs"),
+    overwrite: OverwriteRunOpt = False,
     n_jobs: Annotated[Optional[int], typer.Option(help="Parallel jobs for --search / knn (-1 = all cores).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for CV folds and stochastic classifiers.")] = 0,
 ) -> None:
     """Fit classifiers on cached features and write metrics, report, figures and the model."""
-    from .. import reports
-    from ..store import load_features
+    from ..learn.fit import fit_stores
+    from ..store.reader import load_features
 
     loaded = [load_features(p) for p in stores]
-    reports.fit_stores(loaded, clf, concat=concat, out=out_dir, name=name, preprocess=preprocess,
-                       class_weight=class_weight, search=search, cv=cv, n_jobs=n_jobs, seed=seed, echo=out)
-
-
-@app.command()
-@handles_errors
-def predict(
-    model: Annotated[Path, typer.Argument(help="model.joblib written by `featx fit` (or its run folder).",
-                                          show_default=False)],
-    images: Annotated[list[Path], typer.Argument(help="Image files to classify.", show_default=False)],
-    top_k: Annotated[int, typer.Option(help="Classes shown per image.")] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image: "
-                                                         '{"path": ..., "top": [[class, probability], ...]}.')]
-    = False,
-    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint file, for models fit on features of a "
-                                                         "local checkpoint (file:<sha256> weights).")] = None,
-) -> None:
-    """Embed IMAGES with the model's backbone and print the top-k classes with probabilities."""
-    from ..predict import format_prediction, predict_paths
-
-    results, failures = predict_paths(model, images, top_k=top_k, weights=weights)
-    for r in results:
-        out(json.dumps(r) if as_json else format_prediction(r))
-    for path, reason in failures:
-        warn(f"{path}: skipped ({reason})")
-    if not results:
-        raise typer.Exit(1)
+    fit_stores(loaded, clf, concat=concat, out=out_dir, name=name, root=runs_dir, preprocess=preprocess,
+               class_weight=value(class_weight), search=search, cv=cv, n_jobs=n_jobs, seed=seed,
+               overwrite=overwrite, echo=out)

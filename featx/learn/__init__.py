@@ -1,0 +1,2 @@
+"""Learning on features: ``classify`` (scikit-learn estimators and pipelines on arrays), ``fit``
+(stores -> run folders), ``predict`` (a fitted model on new images)."""

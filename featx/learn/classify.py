@@ -1,0 +1,432 @@
+"""Classical classifiers on cached features, as scikit-learn Pipelines (numpy/sklearn only).
+
+Everything here takes arrays: ``X`` (N x D float), ``y`` (int labels indexing
+``classes``) and ``split`` (``"train"``/``"val"``/``"test"`` per row). It never
+imports torch, h5py or the store.
+
+Defaults are chosen for few hundred to few thousand images embedded in
+1,280-4,096 dims, and still work on 25,088-d flattened VGG16 maps:
+
+* ``softmax``: standardize + multinomial L-BFGS LogisticRegression, ``C=0.1``,
+  ``max_iter=3000``. With N << D the classes are linearly separable, so weak
+  regularisation only inflates the weights; ``C=0.1`` on standardized features is
+  the middle of the usual linear-probe range and L-BFGS converges within a few
+  hundred iterations even at 25k dims (3,000 leaves headroom, no warning spam).
+* ``linearsvc``: standardize + LinearSVC(``C=0.01``, ``dual="auto"``) wrapped in
+  sigmoid calibration (3-fold, one final SVM) so that ``predict``/top-k get
+  probabilities. A small C makes the dual solver converge fast when D is large.
+* ``mlp``: standardize + one hidden layer of 256 ReLU units, Adam, ``alpha=1e-3``,
+  early stopping on 10% of the training rows (patience 10).
+* ``knn``: L2-normalize (cosine neighbours: standardizing would give each of
+  thousands of mostly-noise dims the same weight) + 10 distance-weighted neighbours.
+* ``majority``: the class prior, a chance-level baseline (not part of ``all``).
+
+``pca:K`` (whitened PCA to K dims) can be prepended or used instead, e.g.
+``--preprocess pca:256`` for flattened maps with few images; steps chain with ``+``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.decomposition import PCA
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import Normalizer, StandardScaler
+from sklearn.svm import LinearSVC
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..errors import ClassifierError
+from ..stats import n_folds
+
+CLASSIFIERS = ("softmax", "linearsvc", "mlp", "knn", "majority")
+"""Every classifier name; ``all`` means every one except the ``majority`` baseline."""
+
+DEFAULT_PREPROCESS = {"softmax": "standardize", "linearsvc": "standardize", "mlp": "standardize",
+                      "knn": "l2", "majority": "none"}
+
+PARAM_GRIDS: dict[str, dict[str, list]] = {
+    "softmax": {"clf__C": [0.01, 0.1, 1.0, 10.0]},
+    "linearsvc": {"clf__C": [0.001, 0.01, 0.1, 1.0]},
+    "mlp": {"clf__alpha": [1e-4, 1e-3, 1e-2], "clf__hidden_layer_sizes": [(256,), (512,), (256, 128)]},
+    "knn": {"clf__n_neighbors": [1, 5, 10, 20], "clf__weights": ["uniform", "distance"]},
+    "majority": {},
+}
+"""``--search`` grids, keyed by pipeline parameter names."""
+
+SUPPORTS_CLASS_WEIGHT = {"softmax": "param", "linearsvc": "param", "mlp": "sample_weight"}
+
+
+def resolve_names(spec: str | Sequence[str]) -> list[str]:
+    """``"all"``, ``"softmax,knn"`` or a list of names -> validated list of names."""
+    parts = [spec] if isinstance(spec, str) else list(spec)
+    names: list[str] = []
+    for part in parts:
+        for name in (p.strip().lower() for p in part.split(",")):
+            if not name:
+                continue
+            if name == "all":
+                names += [n for n in CLASSIFIERS if n != "majority"]
+            elif name in CLASSIFIERS:
+                names.append(name)
+            else:
+                raise ClassifierError(f"unknown classifier {name!r}; choose from {', '.join(CLASSIFIERS)} or all")
+    if not names:
+        raise ClassifierError(f"no classifier given; choose from {', '.join(CLASSIFIERS)} or all")
+    return list(dict.fromkeys(names))
+
+
+class LinearSVCCalibrated(ClassifierMixin, BaseEstimator):
+    """LinearSVC with sigmoid-calibrated ``predict_proba`` (one SVM fit on all rows).
+
+    Calibration uses stratified ``cv``-fold out-of-fold decision scores (fewer folds
+    when a class has fewer rows); the final SVM is refit on every row
+    (``ensemble=False``) and kept as ``svm_`` for its raw decision scores. ``predict``
+    is the argmax of the calibrated probabilities, so it always agrees with top-k;
+    there is deliberately no ``decision_function`` (its argmax can disagree).
+    """
+
+    def __init__(self, C=0.01, class_weight=None, max_iter=5000, cv=3, random_state=None):
+        self.C = C
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.cv = cv
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y)
+        self.classes_ = unique_labels(y)
+        # class weights become sample weights so that the calibration honours them too
+        weights = compute_sample_weight(self.class_weight, y) if self.class_weight is not None else None
+        svm = LinearSVC(C=self.C, dual="auto", max_iter=self.max_iter, random_state=self.random_state)
+        folds = n_folds(y, self.cv)
+        if folds < 2:
+            raise ValueError("calibration needs at least 2 samples per class; a class has 1 sample")
+        cv = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
+        self.calibrated_ = CalibratedClassifierCV(svm, method="sigmoid", cv=cv, ensemble=False).fit(X, y, sample_weight=weights)
+        self.svm_ = self.calibrated_.calibrated_classifiers_[0].estimator
+        self.n_iter_ = self.svm_.n_iter_
+        return self
+
+    def _check(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False)
+
+    def predict_proba(self, X):
+        X = self._check(X)
+        return self.calibrated_.predict_proba(X)
+
+    def predict(self, X):
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class BlockL2Normalizer(TransformerMixin, BaseEstimator):
+    """L2-normalise consecutive column blocks of the given widths (concatenated stores).
+
+    Stateless: each store's features keep equal weight whatever their scale or width.
+    ``widths=None`` is one block of every column (plain row-wise L2 normalisation).
+    """
+
+    def __init__(self, widths=None):
+        self.widths = widths
+
+    def _widths(self, n_features: int) -> tuple[int, ...]:
+        return (n_features,) if self.widths is None else tuple(self.widths)
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X)
+        if sum(self._widths(X.shape[1])) != X.shape[1]:
+            raise ClassifierError(f"block widths {list(self.widths)} do not add up to {X.shape[1]} features")
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "n_features_in_")
+        X = validate_data(self, X, reset=False)
+        return l2_blocks(X, self._widths(X.shape[1]))
+
+
+def l2_blocks(X: np.ndarray, widths: Sequence[int]) -> np.ndarray:
+    """Copy of ``X`` with each block of columns scaled to unit L2 norm per row."""
+    out = np.array(X, dtype=np.float64 if X.dtype == np.float64 else np.float32, copy=True)
+    start = 0
+    for w in widths:
+        block = out[:, start:start + w]
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        block /= np.where(norms > 0, norms, 1.0)
+        start += w
+    return out
+
+
+def preprocess_steps(spec: str, *, random_state: int | None = 0) -> list[tuple[str, Any]]:
+    """``standardize`` | ``l2`` | ``pca:K`` | ``none``, chained with ``+`` -> pipeline steps."""
+    steps: list[tuple[str, Any]] = []
+    for token in (t.strip().lower() for t in spec.split("+")):
+        if token in ("", "none"):
+            continue
+        if token == "standardize":
+            steps.append(("standardize", StandardScaler()))
+        elif token == "l2":
+            steps.append(("l2", Normalizer(norm="l2")))
+        elif token.startswith("pca:") and token[4:].isdigit() and int(token[4:]) > 0:
+            steps.append(("pca", PCA(n_components=int(token[4:]), whiten=True, random_state=random_state)))
+        else:
+            raise ClassifierError(f"unknown preprocessing {token!r}; use standardize, l2, pca:K or none "
+                                  "(chain with +, e.g. l2+pca:256)")
+    return steps
+
+
+def _estimator(name: str, class_weight: str | None, random_state: int | None, n_jobs: int | None):
+    cw = class_weight if SUPPORTS_CLASS_WEIGHT.get(name) == "param" else None
+    if name == "softmax":
+        return LogisticRegression(C=0.1, max_iter=3000, class_weight=cw, random_state=random_state)
+    if name == "linearsvc":
+        return LinearSVCCalibrated(C=0.01, class_weight=cw, random_state=random_state)
+    if name == "mlp":
+        return MLPClassifier(hidden_layer_sizes=(256,), alpha=1e-3, early_stopping=True, validation_fraction=0.1,
+                             n_iter_no_change=10, max_iter=500, random_state=random_state)
+    if name == "knn":
+        return KNeighborsClassifier(n_neighbors=10, weights="distance", n_jobs=n_jobs)
+    if name == "majority":
+        return DummyClassifier(strategy="prior")
+    raise ClassifierError(f"unknown classifier {name!r}; choose from {', '.join(CLASSIFIERS)} or all")
+
+
+def make_classifier(name: str, *, preprocess: str | None = None, class_weight: str | None = None,
+                    random_state: int | None = 0, n_jobs: int | None = None,
+                    block_widths: Sequence[int] | None = None, **params) -> Pipeline:
+    """Unfitted Pipeline ``[blocks] -> preprocessing -> clf`` for classifier ``name``.
+
+    ``preprocess=None`` uses :data:`DEFAULT_PREPROCESS`; ``block_widths`` prepends a
+    :class:`BlockL2Normalizer` (concatenated stores); ``params`` are ``clf__*`` overrides.
+    """
+    if class_weight not in (None, "none", "balanced"):
+        raise ClassifierError(f"unknown class weight {class_weight!r}; use none or balanced")
+    class_weight = None if class_weight == "none" else class_weight
+    clf = _estimator(name, class_weight, random_state, n_jobs)
+    steps = [("blocks", BlockL2Normalizer(tuple(block_widths)))] if block_widths else []
+    steps += preprocess_steps(preprocess or DEFAULT_PREPROCESS[name], random_state=random_state)
+    pipe = Pipeline(steps + [("clf", clf)])
+    if params:
+        pipe.set_params(**params)
+    return pipe
+
+
+# ---------------------------------------------------------------- splits
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """Which rows fit the final model and which rows evaluate it.
+
+    ``mode`` is ``"test"`` (held-out test rows, predicted once), ``"val"`` (no test
+    rows: the val rows are the held-out set) or ``"cv"`` (no held-out rows:
+    out-of-fold predictions over ``fit``). ``val`` holds model-selection rows
+    (reported, never fitted on) and ``folds`` > 0 adds a stratified k-fold estimate on ``fit``.
+    """
+
+    mode: str
+    fit: np.ndarray
+    val: np.ndarray
+    eval: np.ndarray
+    folds: int
+
+
+def plan_splits(split: Sequence[str], *, cv: int | None = None) -> SplitPlan:
+    """Honour the stored split; ``cv=K`` fits on train+val and adds a K-fold estimate.
+
+    Without test rows the val rows (if any) are the held-out set; without either,
+    evaluation is stratified ``cv`` (default 5) fold cross-validation over every row.
+    Test rows are never in ``fit``.
+    """
+    split = np.asarray(split, dtype=object)
+    if cv is not None and cv < 2:
+        raise ClassifierError(f"--cv {cv}: need at least 2 folds")
+    train, val, test = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
+    empty = np.array([], dtype=np.int64)
+    if len(test):
+        if cv:
+            return SplitPlan("test", np.sort(np.concatenate([train, val])), empty, test, cv)
+        return SplitPlan("test", train, val, test, 0)
+    if len(val) and not cv:
+        return SplitPlan("val", train, empty, val, 0)
+    rows = np.sort(np.concatenate([train, val]))
+    return SplitPlan("cv", rows, empty, rows, cv or 5)
+
+
+def check_labels(y: np.ndarray, classes: Sequence[str], fit_rows: np.ndarray) -> None:
+    """Refuse one-class data and classes with fewer than 2 training rows (naming the class).
+
+    Two rows is the least that calibration, early stopping and stratified folds accept.
+    """
+    present = np.unique(y)
+    if len(classes) < 2 or len(present) < 2:
+        only = classes[int(present[0])] if len(present) else "none"
+        raise ClassifierError(f"the features hold a single class ({only!r}); a classifier needs at least two")
+    counts = np.bincount(y[fit_rows], minlength=len(classes))
+    missing = [classes[i] for i in np.flatnonzero(counts == 0)]
+    if missing:
+        raise ClassifierError(f"class {missing[0]!r} has no training rows" +
+                              (f" (nor {', '.join(map(repr, missing[1:]))})" if len(missing) > 1 else "") +
+                              "; re-extract with a split that puts every class in train")
+    if counts.min() < 2:
+        raise ClassifierError(f"class {classes[int(np.argmin(counts))]!r} has only 1 training row; "
+                              "need at least 2 per class")
+
+
+# ---------------------------------------------------------------- fitting
+
+
+@dataclass
+class FitResult:
+    """A fitted pipeline plus its one held-out evaluation."""
+
+    name: str
+    model: Pipeline
+    plan: SplitPlan
+    eval_rows: np.ndarray  # row indices evaluated (test, val, or every fit row out-of-fold)
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    proba: np.ndarray  # (len(eval_rows), n_classes)
+    fit_seconds: float
+    predict_seconds: float
+    val_accuracy: float | None = None
+    cv_scores: list[float] = field(default_factory=list)
+    best_params: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.y_true == self.y_pred))
+
+
+def _fit_one(est: Pipeline, X: np.ndarray, y: np.ndarray, *, name: str, class_weight: str | None, search: bool,
+             scoring: str, n_jobs: int | None, random_state: int | None) -> tuple[Pipeline, dict | None]:
+    fit_params = {}
+    if class_weight == "balanced" and SUPPORTS_CLASS_WEIGHT.get(name) == "sample_weight":
+        fit_params["clf__sample_weight"] = compute_sample_weight("balanced", y)
+    if not (search and PARAM_GRIDS[name]):
+        return est.fit(X, y, **fit_params), None
+    k = n_folds(y, 5)
+    if k < 2:
+        raise ClassifierError("--search needs at least 2 training rows per class")
+    gs = GridSearchCV(est, PARAM_GRIDS[name], cv=StratifiedKFold(k, shuffle=True, random_state=random_state),
+                      scoring=scoring, n_jobs=n_jobs, refit=True, error_score="raise")
+    gs.fit(X, y, **fit_params)
+    return gs.best_estimator_, {k.removeprefix("clf__"): v for k, v in gs.best_params_.items()}
+
+
+def _check_pca(est: Pipeline, n_features: int, n_rows: int) -> None:
+    if "pca" in est.named_steps:
+        k = est.named_steps["pca"].n_components
+        if k > min(n_features, n_rows):
+            raise ClassifierError(f"pca:{k} needs at most min(features={n_features}, training rows={n_rows}) "
+                                  "components; choose a smaller K")
+
+
+def fit_evaluate(X: np.ndarray, y: np.ndarray, split: Sequence[str], classes: Sequence[str], name: str, *,
+                 preprocess: str | None = None, class_weight: str | None = None, search: bool = False,
+                 cv: int | None = None, n_jobs: int | None = None, random_state: int | None = 0,
+                 block_widths: Sequence[int] | None = None, **params) -> FitResult:
+    """Fit classifier ``name`` on the plan's fit rows; predict the held-out rows once.
+
+    ``search`` grid-searches :data:`PARAM_GRIDS` with stratified k-fold CV inside the
+    fit rows (in parallel with ``n_jobs``). Test labels are read only after the
+    test rows were predicted, and test rows never reach ``fit``.
+    """
+    X = np.asarray(X)
+    y = np.asarray(y, dtype=np.int64)
+    plan = plan_splits(split, cv=cv)
+    check_labels(y, classes, plan.fit)
+    proto = make_classifier(name, preprocess=preprocess, class_weight=class_weight, random_state=random_state,
+                            n_jobs=n_jobs, block_widths=block_widths, **params)
+    folds = plan.folds or 1
+    _check_pca(proto, X.shape[1], int(len(plan.fit) * (folds - 1) / folds) if folds > 1 else len(plan.fit))
+    notes = []
+    if class_weight == "balanced" and name not in SUPPORTS_CLASS_WEIGHT:
+        notes.append(f"{name} has no class weights; --class-weight balanced ignored")
+    scoring = "balanced_accuracy" if class_weight == "balanced" else "accuracy"
+    kw = dict(name=name, class_weight=class_weight, search=search, scoring=scoring, n_jobs=n_jobs,
+              random_state=random_state)
+    n_classes = len(classes)
+
+    def proba_of(model, rows):
+        p = model.predict_proba(X[rows])
+        full = np.zeros((len(rows), n_classes))
+        full[:, model.classes_] = p
+        return full
+
+    cv_scores: list[float] = []
+    oof = np.zeros((len(plan.fit), n_classes)) if plan.mode == "cv" else None
+    predict_seconds = 0.0
+    if plan.folds:
+        skf = StratifiedKFold(plan.folds, shuffle=True, random_state=random_state)
+        for tr, te in skf.split(plan.fit, y[plan.fit]):
+            m, _ = _fit_one(clone(proto), X[plan.fit[tr]], y[plan.fit[tr]], **kw)
+            t0 = time.perf_counter()
+            p = proba_of(m, plan.fit[te])
+            predict_seconds += time.perf_counter() - t0
+            cv_scores.append(float(np.mean(p.argmax(1) == y[plan.fit[te]])))
+            if oof is not None:
+                oof[te] = p
+
+    t0 = time.perf_counter()
+    model, best = _fit_one(clone(proto), X[plan.fit], y[plan.fit], **kw)
+    fit_seconds = time.perf_counter() - t0
+    val_acc = None
+    if len(plan.val):
+        val_acc = float(np.mean(model.predict(X[plan.val]) == y[plan.val]))
+    if oof is not None:
+        proba = oof
+    else:
+        t0 = time.perf_counter()
+        proba = proba_of(model, plan.eval)  # the one look at the held-out rows
+        predict_seconds = time.perf_counter() - t0
+    y_pred = proba.argmax(axis=1)
+    return FitResult(name=name, model=model, plan=plan, eval_rows=plan.eval, y_true=y[plan.eval], y_pred=y_pred,
+                     proba=proba, fit_seconds=fit_seconds, predict_seconds=predict_seconds, val_accuracy=val_acc,
+                     cv_scores=cv_scores, best_params=best, notes=notes)
+
+
+# ---------------------------------------------------------------- concatenation
+
+
+def align_blocks(ids: Sequence[np.ndarray], labels: Sequence[np.ndarray], splits: Sequence[np.ndarray],
+                 names: Sequence[str]) -> list[np.ndarray]:
+    """Row order of each store that lines its ids up with the first store's ids.
+
+    Raises :class:`ClassifierError` when the stores hold different ids, or give an
+    id different labels or splits (they are not the same images).
+    """
+    ref = {str(i): k for k, i in enumerate(ids[0])}
+    orders = [np.arange(len(ids[0]))]
+    for j in range(1, len(ids)):
+        here = [str(i) for i in ids[j]]
+        if set(here) != set(ref):
+            extra = sorted(set(here) ^ set(ref))
+            raise ClassifierError(f"{names[j]} and {names[0]} hold different images ({len(extra)} ids differ, "
+                                  f"e.g. {extra[0]!r}); --concat needs stores of the same images")
+        pos = {i: k for k, i in enumerate(here)}
+        order = np.array([pos[str(i)] for i in ids[0]])
+        for what, arr in (("labels", labels), ("splits", splits)):
+            if np.any(np.asarray(arr[j])[order] != np.asarray(arr[0])):
+                raise ClassifierError(f"{names[j]} and {names[0]} give the same images different {what}; "
+                                      "--concat needs stores of the same labelled data")
+        orders.append(order)
+    return orders
+
+
+def concat_features(features: Sequence[np.ndarray], orders: Sequence[np.ndarray]) -> np.ndarray:
+    """Raw blocks side by side in aligned row order (the pipeline L2-normalises each)."""
+    return np.hstack([np.asarray(f)[o] for f, o in zip(features, orders)]).astype(np.float32, copy=False)

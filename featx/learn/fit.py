@@ -1,0 +1,256 @@
+"""``featx fit`` end to end: stores -> feature sources -> fitted classifiers -> run folders.
+
+A run folder (``runs/<timestamp>/`` by default) holds, per fitted classifier::
+
+    metrics.json          accuracy +- binomial SE, F1s, top-k, per-class P/R/F1, timings, store fingerprint
+    report.txt            sklearn's classification_report on the held-out rows
+    confusion_matrix.png  row-normalised, with class names
+    misclassified.png     wrongly classified held-out images, true and predicted labels
+    model.joblib          the fitted Pipeline
+    model.json            sidecar: classes, fingerprint(s), sklearn version (read by ``predict``)
+
+Several stores or classifiers give one sub-folder each plus ``leaderboard.csv`` and
+``leaderboard.md``. Takes :class:`featx.store.reader.FeatureSet` objects; never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+
+from .. import __version__
+from ..errors import ClassifierError
+from ..report import plots
+from ..report.leaderboard import format_table, leaderboard_rows, write_leaderboard
+from ..report.metrics import compute_metrics, row_normalise
+from ..report.runs import new_run_dir
+from ..stats import majority_accuracy
+from . import classify
+from .predict import MODEL_FORMAT
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..store.reader import FeatureSet
+
+# ---------------------------------------------------------------- sources
+
+
+@dataclass
+class Source:
+    """One feature matrix to fit: a store, or several stores concatenated by id."""
+
+    label: str
+    X: np.ndarray
+    y: np.ndarray
+    split: np.ndarray
+    classes: list[str]
+    stores: list["FeatureSet"]
+    image_path: Callable[[int], Path]
+    widths: list[int]
+
+    @property
+    def fingerprints(self) -> list[dict]:
+        return [fs.fingerprint for fs in self.stores]
+
+
+def store_label(fp: dict) -> str:
+    """Leaderboard row label from a fingerprint: backbone + weights (+ layer/pool when not default)."""
+    weights = str(fp.get("weights", "?"))
+    short = "random init" if weights == "none" else re.sub(r"^(package|file):", "", weights)
+    return f"{fp.get('backbone', '?')} [{short}]"
+
+
+def source_from_store(fs: "FeatureSet") -> Source:
+    return Source(store_label(fs.fingerprint), fs.features, fs.labels, fs.split, list(fs.classes), [fs],
+                  fs.image_path, [fs.features.shape[1]])
+
+
+def source_from_concat(stores: Sequence["FeatureSet"]) -> Source:
+    """Stores of the same images joined by id; the model L2-normalises each block."""
+    first = stores[0]
+    for fs in stores[1:]:
+        if list(fs.classes) != list(first.classes):
+            raise ClassifierError(f"{fs.path} has classes {fs.classes}, {first.path} has {first.classes}; "
+                                  "--concat needs stores of the same labelled data")
+    orders = classify.align_blocks([fs.ids for fs in stores], [fs.labels for fs in stores],
+                                   [fs.split for fs in stores], [str(fs.path) for fs in stores])
+    X = classify.concat_features([fs.features for fs in stores], orders)
+    return Source(" + ".join(store_label(fs.fingerprint) for fs in stores), X, first.labels, first.split,
+                  list(first.classes), list(stores), first.image_path, [fs.features.shape[1] for fs in stores])
+
+
+def check_same_dataset(stores: Sequence["FeatureSet"]) -> None:
+    """Refuse a leaderboard over stores of different images, labels or splits."""
+    first = stores[0]
+    for fs in stores[1:]:
+        why = None
+        if str(fs.attrs.get("data_root")) != str(first.attrs.get("data_root")):
+            why = f"data {fs.attrs.get('data_root')} vs {first.attrs.get('data_root')}"
+        elif list(fs.classes) != list(first.classes):
+            why = f"classes {fs.classes} vs {first.classes}"
+        elif set(map(str, fs.ids)) != set(map(str, first.ids)):
+            why = f"{len(fs.ids)} vs {len(first.ids)} images, not the same ids"
+        else:
+            split = dict(zip(map(str, first.ids), first.split))
+            if any(split[str(i)] != s for i, s in zip(fs.ids, fs.split)):
+                why = "the same images are split differently"
+        if why:
+            raise ClassifierError(f"{fs.path} and {first.path} are not features of the same dataset ({why}); "
+                                  "fit them in separate calls")
+
+
+# ---------------------------------------------------------------- run folders
+
+def _store_info(fs: "FeatureSet") -> dict:
+    return {"path": str(Path(fs.path).resolve()), "fingerprint": fs.fingerprint, "n_rows": len(fs),
+            "dim": int(fs.features.shape[1]), "n_failed": len(fs.failed), "data_root": str(fs.data_root)}
+
+
+def build_metrics(src: Source, res: classify.FitResult, settings: dict) -> dict:
+    """metrics.json content for one fitted classifier."""
+    m = compute_metrics(res.y_true, res.y_pred, res.proba, src.classes)
+    plan = res.plan
+    infos = [_store_info(fs) for fs in src.stores]
+    return {
+        "classifier": res.name,
+        "label": src.label,
+        **settings,
+        "best_params": res.best_params,
+        "evaluation": {"mode": plan.mode, "n_eval": len(plan.eval), "n_fit": len(plan.fit),
+                       "n_val": len(plan.val), "cv_folds": plan.folds},
+        **m,
+        "val_accuracy": res.val_accuracy,
+        "cv_accuracy": ({"mean": float(np.mean(res.cv_scores)), "std": float(np.std(res.cv_scores)),
+                         "folds": res.cv_scores} if res.cv_scores else None),
+        "majority_accuracy": majority_accuracy(src.y[plan.fit], res.y_true),
+        "fit_seconds": res.fit_seconds,
+        "predict_seconds": res.predict_seconds,
+        "store": infos[0]["path"],
+        "fingerprint": infos[0]["fingerprint"],
+        "stores": infos,
+        "notes": res.notes,
+    }
+
+
+def model_sidecar(src: Source, res: classify.FitResult, settings: dict) -> dict:
+    """model.json: what ``featx predict`` needs to embed new images and name classes."""
+    import sklearn
+
+    return {
+        "format": MODEL_FORMAT,
+        "classifier": res.name,
+        "classes": list(src.classes),
+        "fingerprint": src.fingerprints[0] if len(src.stores) == 1 else None,
+        "fingerprints": src.fingerprints,
+        "widths": list(src.widths),
+        "stores": [str(Path(fs.path).resolve()) for fs in src.stores],
+        "settings": settings,
+        "best_params": res.best_params,
+        "sklearn_version": sklearn.__version__,
+        "featx_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def write_run(run_dir: Path, src: Source, res: classify.FitResult, settings: dict) -> dict:
+    """Write every file of one fitted classifier into ``run_dir``; returns the metrics."""
+    import joblib
+    from sklearn.metrics import classification_report
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics = build_metrics(src, res, settings)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    labels = list(range(len(src.classes)))
+    head = (f"{src.label} / {res.name}: {metrics['evaluation']['mode']} accuracy {metrics['accuracy_text']} "
+            f"on {len(res.y_true)} images\n\n")
+    (run_dir / "report.txt").write_text(head + classification_report(
+        res.y_true, res.y_pred, labels=labels, target_names=src.classes, digits=3, zero_division=0))
+    cm = np.asarray(metrics["confusion_matrix"])
+    plots.heatmap(row_normalise(cm), src.classes, src.classes, run_dir / "confusion_matrix.png",
+                  title=f"{res.name} on {src.label}\nrow-normalised, n={int(cm.sum())}", fmt=".2f",
+                  xlabel="predicted", ylabel="true", vmin=0.0, vmax=1.0)
+    wrong = np.flatnonzero(res.y_true != res.y_pred)
+    plots.contact_sheet(
+        [src.image_path(int(res.eval_rows[i])) for i in wrong],
+        [f"true: {src.classes[res.y_true[i]]}\npred: {src.classes[res.y_pred[i]]} "
+         f"({100 * res.proba[i, res.y_pred[i]]:.0f}%)" for i in wrong],
+        run_dir / "misclassified.png", title=f"{len(wrong)} misclassified of {len(res.y_true)}")
+    joblib.dump(res.model, run_dir / "model.joblib")
+    (run_dir / "model.json").write_text(json.dumps(model_sidecar(src, res, settings), indent=2) + "\n")
+    return metrics
+
+
+def summary_line(metrics: dict, run_dir: Path) -> str:
+    """One terminal line per fitted classifier."""
+    ev = metrics["evaluation"]
+    extra = f", val {metrics['val_accuracy']:.3f}" if metrics.get("val_accuracy") is not None else ""
+    return (f"{metrics['label']} / {metrics['classifier']}: {ev['mode']} acc {metrics['accuracy_text']} "
+            f"(n={ev['n_eval']}{extra}), macro F1 {metrics['macro_f1']:.3f}, "
+            f"top-{metrics['top_k']} {metrics['top_k_accuracy']:.3f}, fit {metrics['fit_seconds']:.1f}s -> {run_dir}")
+
+
+# ---------------------------------------------------------------- the fit command
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:120]
+
+
+def fit_stores(stores: Sequence["FeatureSet"], classifiers: str | Sequence[str], *, concat: bool = False,
+               out: str | Path | None = None, name: str | None = None, root: str | Path = "runs",
+               preprocess: str | None = None, class_weight: str | None = None, search: bool = False,
+               cv: int | None = None, n_jobs: int | None = None, seed: int = 0, overwrite: bool = False,
+               echo: Callable[[str], None] = lambda s: None) -> tuple[Path, list[tuple[dict, Path]]]:
+    """Fit every classifier on every store (or on their concatenation) and write the run folder.
+
+    Returns the run folder and ``(metrics, sub-folder)`` per fit. Several fits also
+    write ``leaderboard.csv``/``.md``. ``echo`` receives one summary line per fit.
+    """
+    names = classify.resolve_names(classifiers)
+    if not stores:
+        raise ClassifierError("no feature store given")
+    if concat:
+        if len(stores) < 2:
+            raise ClassifierError("--concat needs at least two stores")
+        sources = [source_from_concat(stores)]
+    else:
+        check_same_dataset(stores)
+        sources = [source_from_store(fs) for fs in stores]
+    classify.preprocess_steps(preprocess or "none")
+    for src in sources:  # refuse bad labels/splits before creating the run folder
+        plan = classify.plan_splits(src.split, cv=cv)
+        classify.check_labels(src.y, src.classes, plan.fit)
+    run = new_run_dir(out, name, root, overwrite=overwrite)
+    wanted = Path(out) if out is not None else Path(root) / name if name else None
+    if wanted is not None and run != wanted:
+        echo(f"note: {wanted} already holds a run; writing to {run} (--overwrite reuses {wanted})")
+    single = len(sources) * len(names) == 1
+    settings = {"preprocess": preprocess, "class_weight": class_weight, "search": search, "cv": cv, "seed": seed}
+    entries = []
+    for src, fs in zip(sources, stores):
+        for clf in names:
+            res = classify.fit_evaluate(src.X, src.y, src.split, src.classes, clf, preprocess=preprocess,
+                                        class_weight=class_weight, search=search, cv=cv, n_jobs=n_jobs,
+                                        random_state=seed, block_widths=src.widths if concat else None)
+            sub = run if single else run / _slug(f"{'concat' if concat else Path(fs.path).stem}--{clf}")
+            while any(sub == e[1] for e in entries):  # two stores with the same file name
+                sub = sub.with_name(sub.name + "-2")
+            used = {**settings, "preprocess": preprocess or classify.DEFAULT_PREPROCESS[clf]}
+            metrics = write_run(sub, src, res, used)
+            for note in res.notes:
+                echo(f"note: {note}")
+            echo(summary_line(metrics, sub))
+            entries.append((metrics, sub))
+    if not single:
+        rows = leaderboard_rows(entries)
+        write_leaderboard(run, rows)
+        echo("")
+        echo(format_table(rows))
+        chance = entries[0][0]["majority_accuracy"]
+        echo(f"\nchance (majority class) accuracy: {chance:.3f}; leaderboard written to {run}/leaderboard.{{csv,md}}")
+    return run, entries

@@ -1,0 +1,129 @@
+"""Classify new images with a model written by ``featx fit``.
+
+``model.joblib`` is the fitted Pipeline; ``model.json`` beside it names the classes
+and the fingerprint(s) of the features it was fit on. Images are embedded with
+:func:`featx.engine.embed.embed_paths` (imported lazily: it pulls in torch) under each
+fingerprint; for concatenated-store models the blocks are joined in the stored
+order and the pipeline's first step L2-normalises each, exactly as in ``fit``.
+
+Every classifier reports probabilities: LinearSVC models are sigmoid-calibrated at
+fit time (:class:`featx.learn.classify.LinearSVCCalibrated`), kNN gives neighbour-vote shares.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ClassifierError
+
+MODEL_FORMAT = "featx-model"
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    meta: dict
+    path: Path
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def fingerprints(self) -> list[dict]:
+        return list(self.meta.get("fingerprints") or [self.meta["fingerprint"]])
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Read ``model.joblib`` (or its run folder) and its ``model.json`` sidecar."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.joblib"
+    sidecar = path.with_suffix(".json")
+    if not path.exists():
+        raise ClassifierError(f"{path}: no such model; pass the model.joblib written by `featx fit`")
+    if not sidecar.exists():
+        raise ClassifierError(f"{sidecar}: missing sidecar of {path.name}; it is written by `featx fit` next to the model")
+    try:
+        meta = json.loads(sidecar.read_text())
+    except json.JSONDecodeError as exc:
+        raise ClassifierError(f"{sidecar}: not valid JSON ({exc.msg})") from None
+    if meta.get("format") != MODEL_FORMAT or "classes" not in meta:
+        raise ClassifierError(f"{sidecar}: not a featx model sidecar")
+    import joblib
+    import sklearn
+
+    if meta.get("sklearn_version") != sklearn.__version__:
+        warnings.warn(f"{path} was saved with scikit-learn {meta.get('sklearn_version')}, "
+                      f"this is {sklearn.__version__}; predictions may differ", stacklevel=2)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sklearn's own version warning: ours is clearer
+            model = joblib.load(path)
+    except Exception as exc:  # noqa: BLE001  (unpickling can fail in many ways)
+        raise ClassifierError(f"{path}: cannot load the model ({type(exc).__name__}: {exc})") from None
+    return LoadedModel(model, meta, path)
+
+
+def embed_for_model(fingerprints: Sequence[dict], paths: Sequence[Path], *, weights: str | Path | None = None
+                    ) -> tuple[np.ndarray, list[Path], list[tuple[str, str]]]:
+    """Features of ``paths`` under each fingerprint, side by side, for the images every backbone read.
+
+    ``weights`` (a local checkpoint) is passed on for models fit on checkpoint features.
+    """
+    try:
+        from ..engine.embed import embed_paths  # lazy: torch
+    except ModuleNotFoundError as exc:
+        raise ClassifierError(f"cannot embed images: {exc.name} is not installed") from None
+
+    blocks, failures = [], {}
+    for fp in fingerprints:
+        kw = {"weights": weights} if weights is not None else {}
+        feats, failed = embed_paths(fp, list(paths), **kw)
+        bad = {str(p) for p, _ in failed}
+        failures.update({str(p): reason for p, reason in failed})
+        ok = [p for p in paths if str(p) not in bad]
+        if len(ok) != len(feats):
+            raise ClassifierError(f"embedding returned {len(feats)} rows for {len(ok)} readable images")
+        blocks.append(dict(zip(map(str, ok), np.asarray(feats))))
+    keep = [p for p in paths if str(p) not in failures]
+    if not keep:
+        return np.empty((0, 0), np.float32), [], list(failures.items())
+    X = np.hstack([np.stack([b[str(p)] for p in keep]) for b in blocks]).astype(np.float32)
+    return X, keep, list(failures.items())
+
+
+def predict_paths(model_path: str | Path, paths: Sequence[str | Path], *, top_k: int = 3,
+                  weights: str | Path | None = None) -> tuple[list[dict], list[tuple[str, str]]]:
+    """``[{"path", "top": [[class, probability], ...]}]`` per readable image, plus ``(path, reason)`` failures."""
+    if top_k < 1:
+        raise ClassifierError(f"--top-k {top_k}: must be at least 1")
+    loaded = load_model(model_path)
+    paths = [Path(p) for p in paths]
+    X, keep, failures = embed_for_model(loaded.fingerprints, paths, weights=weights)
+    if not keep:
+        return [], failures
+    expected = getattr(loaded.model, "n_features_in_", X.shape[1])
+    if X.shape[1] != expected:
+        raise ClassifierError(f"{loaded.path}: model expects {expected} features but its backbone gave {X.shape[1]}")
+    proba = np.asarray(loaded.model.predict_proba(X))
+    full = np.zeros((len(keep), len(loaded.classes)))
+    full[:, np.asarray(loaded.model.classes_, dtype=int)] = proba
+    classes = loaded.classes
+    results = []
+    for p, row in zip(keep, full):
+        order = np.argsort(-row, kind="stable")[:top_k]
+        results.append({"path": str(p), "top": [[classes[j], float(row[j])] for j in order]})
+    return results, failures
+
+
+def format_prediction(result: dict) -> str:
+    """``painting.jpg: claude-monet 72.9%, alfred-sisley 27.1%``."""
+    tops = ", ".join(f"{c} {100 * p:.1f}%" for c, p in result["top"])
+    return f"{Path(result['path']).name}: {tops}"

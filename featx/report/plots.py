@@ -1,0 +1,118 @@
+"""Figures written into run folders: heatmaps and image contact sheets.
+
+matplotlib is imported inside each function with the non-interactive Agg backend,
+so importing this module costs nothing and works without a display. No torch, no h5py.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def heatmap(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], path: str | Path, *,
+            title: str = "", fmt: str = ".2f", xlabel: str = "", ylabel: str = "", cmap: str = "Blues",
+            vmin: float | None = None, vmax: float | None = None) -> Path:
+    """Annotated heatmap of ``matrix`` (rows x cols) saved as a PNG at ``path``.
+
+    Used for the row-normalised confusion matrix (``fmt=".2f"``, vmin 0, vmax 1).
+    Cell text is omitted when the matrix is larger than 30 x 30.
+    """
+    plt = pyplot()
+    m = np.asarray(matrix, dtype=float)
+    n_rows, n_cols = m.shape
+    if len(row_labels) != n_rows or len(col_labels) != n_cols:
+        raise ValueError(f"labels ({len(row_labels)}, {len(col_labels)}) do not match matrix shape {m.shape}")
+    width = min(24.0, max(5.0, 0.6 * n_cols + 2.5))
+    height = min(24.0, max(3.5, 0.5 * n_rows + 2.0))
+    fig, ax = plt.subplots(figsize=(width, height), dpi=100)
+    try:
+        im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_xticks(range(n_cols), labels=[str(c) for c in col_labels], rotation=45, ha="right")
+        ax.set_yticks(range(n_rows), labels=[str(r) for r in row_labels])
+        if n_rows <= 30 and n_cols <= 30:
+            finite = m[np.isfinite(m)]
+            mid = (finite.max() + finite.min()) / 2 if finite.size else 0.0
+            for i in range(n_rows):
+                for j in range(n_cols):
+                    v = m[i, j]
+                    ax.text(j, i, "" if not np.isfinite(v) else format(v, fmt), ha="center", va="center",
+                            fontsize=8, color="white" if v > mid else "black")
+        ax.set_title(title, fontsize=9, wrap=True)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def thumbnail(path: Path, size: int) -> np.ndarray | None:
+    """RGB uint8 thumbnail fitting ``size`` x ``size`` (featx's robust reader), or None when unreadable."""
+    from ..data.images import ImageReadError, load_rgb
+
+    try:
+        im = load_rgb(path, min_size=size)
+    except ImageReadError:
+        return None
+    im.thumbnail((size, size))
+    return np.asarray(im)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Lay out and write ``fig`` as a PNG at ``path`` (parents created)."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def contact_sheet(image_paths: Sequence[str | Path], captions: Sequence[str], path: str | Path, *,
+                  title: str = "", cols: int = 6, thumb: int = 160, max_images: int = 60) -> Path:
+    """Grid of thumbnails with a caption under each, saved as a PNG at ``path``.
+
+    Images that are missing or unreadable are drawn as a grey placeholder that still
+    carries the caption. At most ``max_images`` are drawn; an empty list draws a
+    single "nothing to show" panel so the file always exists.
+    """
+    plt = pyplot()
+    if len(image_paths) != len(captions):
+        raise ValueError(f"{len(image_paths)} images but {len(captions)} captions")
+    items = list(zip(image_paths, captions))[:max_images]
+    n = max(1, len(items))
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
+    inch = thumb / 100
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * inch * 1.1, rows * inch * 1.35 + (0.4 if title else 0)),
+                             dpi=100, squeeze=False)
+    try:
+        for ax in axes.ravel():
+            ax.axis("off")
+        if not items:
+            axes[0, 0].text(0.5, 0.5, "nothing to show", ha="center", va="center")
+        for ax, (img_path, caption) in zip(axes.ravel(), items):
+            img = thumbnail(Path(img_path), thumb)
+            if img is None:
+                ax.imshow(np.full((thumb, thumb, 3), 160, np.uint8))
+                ax.text(thumb / 2, thumb / 2, "missing", ha="center", va="center", color="white")
+            else:
+                ax.imshow(img)
+            ax.set_title(str(caption), fontsize=7, wrap=True)
+        if title:
+            fig.suptitle(title)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,42 @@
+"""Run folders and the plain files written into them (CSV tables)."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+
+def new_run_dir(out: str | Path | None = None, name: str | None = None, root: str | Path = "runs", *,
+                overwrite: bool = False) -> Path:
+    """``out`` as given, else ``root/name``, else ``root/<YYYYmmdd-HHMMSS>``, created.
+
+    An existing run is never written into silently: a named folder that exists and is not
+    empty (a timestamped one that exists at all) gives a ``-2``, ``-3``, ... suffix, unless
+    ``overwrite``.
+    """
+    stamped = out is None and name is None
+    base = Path(out) if out is not None else Path(root) / (name or time.strftime("%Y%m%d-%H%M%S"))
+
+    def taken(p: Path) -> bool:
+        return p.exists() and (stamped or not p.is_dir() or any(p.iterdir()))
+
+    path, k = base, 1
+    while not overwrite and taken(path):
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    """Rows as CSV with the union of their keys as columns (None as an empty cell)."""
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+    return path
