@@ -48,7 +48,7 @@ def _two_classes(root, n=3):
     ("one_class", ["-b", "pixels"], 2, "only one class"),
     ("ok", ["-b", "vgg16", "--weights", "none", "--layer", "fc3"], 2, "valid: block4_pool, block5_pool, fc1, fc2"),
     ("ok", ["-b", "resnet18", "--weights", "nope.pth"], 3, "not a file"),
-    ("ok", ["-b", "pixels", "--tta", "vflip"], 1, "use none or hflip"),
+    ("ok", ["-b", "pixels", "--tta", "vflip"], 2, "'vflip' is not one of 'none', 'hflip'"),
 ])
 def test_extract_errors_are_one_line(tmp_path, setup, args, code, match):
     data = tmp_path / "data"
