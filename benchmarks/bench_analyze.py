@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featx import analyze, project
+from featx.analysis import analyze, project
 
 DIM, CLASSES, SOURCE = 1280, 10, 1000
 RESULTS = Path(__file__).resolve().parent / "results" / "analyze.md"

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from featx import classify, reports
-from featx.store import load_features
+from featx.learn import classify
+from featx.report import metrics
+from featx.store.reader import load_features
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIERS = ["softmax", "linearsvc", "mlp", "knn"]
@@ -51,7 +52,7 @@ def seeds_head(X: np.ndarray, y: np.ndarray, split: np.ndarray, n_classes: int, 
 
 
 def store_for(data: Path) -> Path:
-    from featx.extract import extract
+    from featx.extraction.run import extract
 
     return extract("efficientnet_lite0", data, progress=False).path
 
@@ -81,12 +82,12 @@ def main() -> None:
                   "", "| classifier | test accuracy | macro F1 | fit s |", "|---|---|---|---|"]
         for clf in CLASSIFIERS:
             r = classify.fit_evaluate(fs.features, fs.labels, fs.split, fs.classes, clf)
-            m = reports.compute_metrics(r.y_true, r.y_pred, r.proba, fs.classes)
+            m = metrics.compute_metrics(r.y_true, r.y_pred, r.proba, fs.classes)
             lines.append(f"| {clf} | {m['accuracy_text']} | {m['macro_f1']:.3f} | {r.fit_seconds:.2f} |")
             print(name, clf, m["accuracy_text"], f"{r.fit_seconds:.2f}s", flush=True)
         pred, fit_s = seeds_head(fs.features, fs.labels, fs.split, len(fs.classes))
         y_test = fs.labels[fs.split == "test"]
-        m = reports.compute_metrics(y_test, pred, np.eye(len(fs.classes))[pred], fs.classes)
+        m = metrics.compute_metrics(y_test, pred, np.eye(len(fs.classes))[pred], fs.classes)
         lines.append(f"| seeds' head (RMSprop, 80 epochs) | {m['accuracy_text']} | {m['macro_f1']:.3f} | {fit_s:.2f} |")
         print(name, "seeds head", m["accuracy_text"], f"{fit_s:.2f}s", flush=True)
         lines.append("")

@@ -1,7 +1,8 @@
 """featx's exception hierarchy.
 
-Every error a user can cause is a :class:`FeatxError`; the CLI prints its message
-on one line and exits with its ``exit_code``. Set ``FEATX_DEBUG=1`` for tracebacks.
+Every error a user can cause is a :class:`FeatxError`; the CLI prints its message on
+one line and exits with its ``exit_code``: 2 bad input (:class:`InputError` and its
+kinds), 3 weights, 4 store, 5 store locked. Set ``FEATX_DEBUG=1`` for tracebacks.
 """
 
 
@@ -11,22 +12,30 @@ class FeatxError(Exception):
     exit_code = 1
 
 
-class OptionError(FeatxError):
+class InputError(FeatxError):
+    """The user asked for something featx cannot do with what it was given (exit 2)."""
+
+    exit_code = 2
+
+
+class OptionError(InputError):
     """A command-line option (or its keyword argument) has a value featx cannot use."""
 
-    exit_code = 2
 
-
-class DataError(FeatxError):
+class DataError(InputError):
     """The image folder, manifest or labels cannot be used."""
 
-    exit_code = 2
 
-
-class BackboneError(FeatxError):
+class BackboneError(InputError):
     """Unknown backbone, bad layer or pooling choice."""
 
-    exit_code = 2
+
+class ClassifierError(InputError):
+    """Unknown classifier, unusable labels or splits, mismatched stores for ``fit``/``predict``."""
+
+
+class AnalysisError(InputError):
+    """``analyze`` cannot compute what was asked (missing logits, missing optional package, bad options)."""
 
 
 class WeightsError(FeatxError):
@@ -35,20 +44,8 @@ class WeightsError(FeatxError):
     exit_code = 3
 
 
-class ClassifierError(FeatxError):
-    """Unknown classifier, unusable labels or splits, mismatched stores for ``fit``/``predict``."""
-
-    exit_code = 2
-
-
-class AnalysisError(FeatxError):
-    """``analyze`` cannot compute what was asked (missing logits, missing optional package, bad options)."""
-
-    exit_code = 2
-
-
 class StoreError(FeatxError):
-    """A feature store is missing, incompatible, incomplete or locked."""
+    """A feature store is missing, incompatible, incomplete or not a store."""
 
     exit_code = 4
 

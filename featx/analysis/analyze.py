@@ -20,8 +20,8 @@ import numpy as np
 
 from ..errors import AnalysisError
 from ..report import plots
-from ..report.runs import new_run_dir, write_csv
-from ..store.reader import load_features
+from ..report.runs import new_run_dir, printable, write_csv
+from ..store.reader import load_features, read_attrs
 from . import project, transfer
 from .views import RunFolder, select_rows, write_views
 
@@ -78,8 +78,8 @@ class AnalyzeResult:
 
 def default_name(paths: Sequence[Path]) -> str:
     if len(paths) == 1:
-        return paths[0].stem
-    joined = "-vs-".join(p.stem for p in paths)
+        return printable(paths[0].stem)
+    joined = printable("-vs-".join(p.stem for p in paths))
     if len(joined) <= 60:
         return joined
     return f"{len(paths)}stores-{hashlib.sha256(joined.encode()).hexdigest()[:8]}"
@@ -235,21 +235,22 @@ def analyze(stores: Sequence[str | Path], options: AnalyzeOptions | None = None,
         raise AnalysisError("no feature stores given")
     if len(set(p.resolve() for p in paths)) != len(paths):
         raise AnalysisError("the same store is given twice")
+    for path in paths:  # every store readable before any work or output
+        if read_attrs(path, require_complete=True)["n_rows"] == 0:
+            raise AnalysisError(f"{path}: the store has no rows")
     wanted = Path(out) if out else opts.runs_dir / f"analyze-{name or default_name(paths)}"
     run = RunFolder(new_run_dir(wanted, overwrite=opts.overwrite))
     res = AnalyzeResult(out_dir=run.path, files=run.files)
     if run.path != wanted:
         log(f"note: {wanted} already holds a run; writing to {run.path} (--overwrite reuses {wanted})")
-    stems = [p.stem for p in paths]
-    keys = stems if len(set(stems)) == len(stems) else [f"{p.parent.name}-{p.stem}" for p in paths]
+    stems = [printable(p.stem) for p in paths]
+    keys = stems if len(set(stems)) == len(stems) else [printable(f"{p.parent.name}-{p.stem}") for p in paths]
     if len(set(keys)) != len(keys):
         keys = [f"{i}-{k}" for i, k in enumerate(keys)]
     accuracy: dict[str, float] = {}
     for path, key in zip(paths, keys):
         log(f"{key}: loading {path}")
         fs = load_features(path)
-        if len(fs) == 0:
-            raise AnalysisError(f"{path}: the store has no rows")
         fp = fs.fingerprint or {}
         entry = res.scores.setdefault(key, {})
         entry.update({"path": str(path), "backbone": fp.get("backbone"), "weights": fp.get("weights"),

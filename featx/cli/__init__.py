@@ -21,7 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from . import analyze, backbones, extract, fit, info, predict, sample_data  # noqa: E402,F401  (each registers its command)
+# each module registers its command; the order is the order of `featx --help`
+from . import analyze, extract, info, sample_data, fit, predict, backbones  # noqa: E402,F401,I001
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..errors import FeatxError
+from ..report.runs import printable
 
 EXIT_UNEXPECTED = 1
 EXIT_INTERRUPTED = 130
@@ -34,11 +35,6 @@ def _usage_error_types() -> tuple[type[BaseException], ...]:
 
 
 USAGE_ERRORS = _usage_error_types()
-
-
-def printable(text: str) -> str:
-    """``text`` safe to print: undecodable file-name bytes (surrogate escapes) shown as backslash escapes."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _echo_error(message: str) -> None:
@@ -68,6 +64,9 @@ def handles_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             typer.echo("interrupted; re-run the same command to resume", err=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:  # `featx info STORE | head`: the reader left; no error to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(EXIT_UNEXPECTED) from None
         except Exception as exc:  # noqa: BLE001  (the one place every error becomes a line)
             if os.environ.get("FEATX_DEBUG"):
                 raise

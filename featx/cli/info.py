@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from . import app
+from ..report.runs import printable
 from ._common import handles_errors, out
 
 
@@ -26,9 +27,9 @@ def info(
     dim, dtype = a["dim"], a["dtype"]
     classes = {c: int((fs.labels == k).sum()) for k, c in enumerate(fs.classes)}
     splits = {s: int((fs.split == s).sum()) for s in ("train", "val", "test")}
-    summary = {"path": str(store), "rows": len(fs), "dim": dim, "dtype": dtype, "complete": fs.complete,
+    summary = {"path": printable(str(store)), "rows": len(fs), "dim": dim, "dtype": dtype, "complete": fs.complete,
                "classes": classes, "splits": splits, "split_source": a.get("split_source"),
-               "failed": len(fs.failed), "logits": fs.logits is not None, "data_root": str(fs.data_root),
+               "failed": len(fs.failed), "logits": fs.logits is not None, "data_root": printable(str(fs.data_root)),
                "fingerprint": fs.fingerprint, "versions": a.get("versions"), "created": a.get("created")}
     if as_json:
         out(json.dumps(summary, indent=1))

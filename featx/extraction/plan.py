@@ -11,8 +11,9 @@ from ..backbones.registry import get_cfg
 from ..backbones.weights import weights_identity
 from ..config import DTYPES, POOLS, TTAS, BackboneCfg, ExtractCfg, LayerInfo, cache_dir
 from ..data.discover import ImageDataset, load_dataset
-from ..errors import BackboneError, OptionError
+from ..errors import BackboneError, DataError, OptionError
 from ..store.reader import covered_rows
+from ..store.writer import check_target
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,14 @@ def plan_extraction(backbone: str, data: str | Path, *, out: str | Path | None =
     """Resolve an extraction request: fingerprint, backbone config, dataset and output path."""
     cfg, bcfg = make_cfg(backbone, weights=weights, **cfg_kwargs)
     dataset = load_dataset(data, label_from_name=label_from_name, split_seed=split_seed)
-    return Plan(cfg, bcfg, dataset, Path(out) if out else default_out(cfg, dataset), weights)
+    try:
+        str(dataset.root).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"--data {dataset.root}: the folder's path is not valid UTF-8, which the store needs for "
+                        "its data root; rename the folder or reach it through a UTF-8 path (a symlink)") from None
+    out = Path(out) if out else default_out(cfg, dataset)
+    check_target(out)
+    return Plan(cfg, bcfg, dataset, out, weights)
 
 
 def store_meta(plan: Plan) -> dict:

@@ -214,6 +214,9 @@ def fit_stores(stores: Sequence["FeatureSet"], classifiers: str | Sequence[str],
     names = classify.resolve_names(classifiers)
     if not stores:
         raise ClassifierError("no feature store given")
+    for fs in stores:
+        if len(fs) == 0:
+            raise ClassifierError(f"{fs.path}: the store has no rows; extract features into it first")
     if concat:
         if len(stores) < 2:
             raise ClassifierError("--concat needs at least two stores")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .runs import write_csv
+from .runs import printable, write_csv
 
 
 LEADERBOARD_COLUMNS = ("rank", "store", "backbone", "weights", "layer", "pool", "dim", "classifier", "accuracy",
@@ -18,7 +18,7 @@ def leaderboard_rows(entries: Sequence[tuple[dict, Path]]) -> list[dict]:
     for m, run in entries:
         fps = [s["fingerprint"] for s in m["stores"]]
         join = lambda key: " + ".join(str(fp.get(key, "?")) for fp in fps)  # noqa: E731
-        rows.append({"store": " + ".join(Path(st["path"]).stem for st in m["stores"]), "backbone": join("backbone"), "weights": join("weights"), "layer": join("layer"),
+        rows.append({"store": printable(" + ".join(Path(st["path"]).stem for st in m["stores"])), "backbone": join("backbone"), "weights": join("weights"), "layer": join("layer"),
                      "pool": join("pool"), "dim": sum(s["dim"] for s in m["stores"]), "classifier": m["classifier"],
                      "accuracy": m["accuracy"], "accuracy_se": m["accuracy_se"], "macro_f1": m["macro_f1"],
                      "val_accuracy": m["val_accuracy"], "fit_seconds": m["fit_seconds"],

@@ -7,6 +7,12 @@ import time
 from pathlib import Path
 
 
+def printable(text: str) -> str:
+    """``text`` with the undecodable bytes of a file name (surrogate escapes) shown as ``\\xNN``, so it can be
+    printed, drawn in a figure or written as UTF-8."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def new_run_dir(out: str | Path | None = None, name: str | None = None, root: str | Path = "runs", *,
                 overwrite: bool = False) -> Path:
     """``out`` as given, else ``root/name``, else ``root/<YYYYmmdd-HHMMSS>``, created.

@@ -66,20 +66,25 @@ def open_store(path: Path) -> h5py.File:
     return f
 
 
-def read_attrs(path: str | Path) -> dict:
+def _attrs(f: h5py.File, path: Path, require_complete: bool) -> dict:
+    attrs = summary_attrs(f)
+    if require_complete and not attrs.get("complete", False):
+        raise StoreError(f"{path}: extraction was interrupted (store not finalised); "
+                         "re-run the same `featx extract` command to finish it")
+    return attrs
+
+
+def read_attrs(path: str | Path, *, require_complete: bool = False) -> dict:
     """The store's attributes, decoded, with n_rows, dim, dtype, n_failed (cheap: reads no rows)."""
     with open_store(Path(path)) as f:
-        return summary_attrs(f)
+        return _attrs(f, Path(path), require_complete)
 
 
 def load_features(path: str | Path, *, require_complete: bool = True, with_features: bool = True) -> FeatureSet:
     """Read a store. Raises :class:`StoreError` if it is missing, foreign or unfinished."""
     path = Path(path)
     with open_store(path) as f:
-        attrs = summary_attrs(f)
-        if require_complete and not attrs.get("complete", False):
-            raise StoreError(f"{path}: extraction was interrupted (store not finalised); "
-                             "re-run the same `featx extract` command to finish it")
+        attrs = _attrs(f, path, require_complete)
         feats = f["features"][...].astype(np.float32) if with_features else np.empty((0, 0), np.float32)
         return FeatureSet(
             path=path,

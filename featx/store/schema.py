@@ -85,34 +85,41 @@ def summary_attrs(f: h5py.File) -> dict:
 def create(path: Path, cfg: ExtractCfg, dim: int, logits_dim: int | None, meta: dict) -> h5py.File:
     """A new, empty store at ``path`` (written under a temporary name, then renamed), open for appending."""
     tmp = path.with_name(path.name + ".tmp")
-    f = h5py.File(tmp, "w")
-    dtype = np.float16 if cfg.dtype == "float16" else np.float32
-    rows = max(1, min(1024, (1 << 20) // max(1, dim * np.dtype(dtype).itemsize)))
-    f.create_dataset("features", (0, dim), dtype=dtype, maxshape=(None, dim), chunks=(rows, dim))
-    f.create_dataset("labels", (0,), dtype=np.int64, maxshape=(None,), chunks=(4096,))
-    f.create_dataset("ids", (0,), dtype=STR, maxshape=(None,), chunks=(4096,))
-    f.create_dataset("split", (0,), dtype=STR, maxshape=(None,), chunks=(4096,))
-    if logits_dim:
-        f.create_dataset("logits", (0, logits_dim), dtype=np.float32, maxshape=(None, logits_dim),
-                         chunks=(max(1, (1 << 20) // (4 * logits_dim)), logits_dim))
-    g = f.create_group("failed")
-    for name in ("id", "reason"):
-        g.create_dataset(name, (0,), dtype=STR, maxshape=(None,), chunks=(1024,))
-    f.attrs.update({
-        "format": FORMAT,
-        "schema_version": SCHEMA_VERSION,
-        "fingerprint": json.dumps(cfg.to_dict(), sort_keys=True),
-        "classes": json.dumps(list(meta["classes"])),
-        "backbone": json.dumps(meta.get("backbone", {}), sort_keys=True),
-        "data_root": str(meta["data_root"]),
-        "dataset": meta.get("dataset", ""),
-        "layout": meta.get("layout", ""),
-        "split_source": meta.get("split_source", ""),
-        "versions": json.dumps(library_versions()),
-        "created": now(),
-        "updated": now(),
-        "complete": False,
-    })
-    f.close()
+    try:
+        _write_empty(tmp, cfg, dim, logits_dim, meta)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     return h5py.File(path, "a")
+
+
+def _write_empty(tmp: Path, cfg: ExtractCfg, dim: int, logits_dim: int | None, meta: dict) -> None:
+    with h5py.File(tmp, "w") as f:
+        dtype = np.float16 if cfg.dtype == "float16" else np.float32
+        rows = max(1, min(1024, (1 << 20) // max(1, dim * np.dtype(dtype).itemsize)))
+        f.create_dataset("features", (0, dim), dtype=dtype, maxshape=(None, dim), chunks=(rows, dim))
+        f.create_dataset("labels", (0,), dtype=np.int64, maxshape=(None,), chunks=(4096,))
+        f.create_dataset("ids", (0,), dtype=STR, maxshape=(None,), chunks=(4096,))
+        f.create_dataset("split", (0,), dtype=STR, maxshape=(None,), chunks=(4096,))
+        if logits_dim:
+            f.create_dataset("logits", (0, logits_dim), dtype=np.float32, maxshape=(None, logits_dim),
+                             chunks=(max(1, (1 << 20) // (4 * logits_dim)), logits_dim))
+        g = f.create_group("failed")
+        for name in ("id", "reason"):
+            g.create_dataset(name, (0,), dtype=STR, maxshape=(None,), chunks=(1024,))
+        f.attrs.update({
+            "format": FORMAT,
+            "schema_version": SCHEMA_VERSION,
+            "fingerprint": json.dumps(cfg.to_dict(), sort_keys=True),
+            "classes": json.dumps(list(meta["classes"])),
+            "backbone": json.dumps(meta.get("backbone", {}), sort_keys=True),
+            "data_root": str(meta["data_root"]),
+            "dataset": meta.get("dataset", ""),
+            "layout": meta.get("layout", ""),
+            "split_source": meta.get("split_source", ""),
+            "versions": json.dumps(library_versions()),
+            "created": now(),
+            "updated": now(),
+            "complete": False,
+        })

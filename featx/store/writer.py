@@ -111,11 +111,21 @@ def _reopen(path: Path, cfg: ExtractCfg, dim: int, classes: Sequence[str]) -> h5
     return f
 
 
+def check_target(path: Path) -> None:
+    """Refuse an output path that holds something other than an HDF5 file (a folder, a CSV ...)."""
+    if path.is_dir():
+        raise StoreError(f"--out {path}: is a folder; pass the path of a .h5 file to write")
+    if path.exists() and not h5py.is_hdf5(path):
+        raise StoreError(f"--out {path}: exists and is not an HDF5 store; choose another --out "
+                         "(featx never overwrites other files)")
+
+
 @contextmanager
 def open_writer(path: str | Path, cfg: ExtractCfg, *, dim: int, logits_dim: int | None, meta: dict,
                 overwrite: bool = False) -> Iterator[StoreWriter]:
     """Lock ``path`` and open it for appending, creating it if needed."""
     path = Path(path)
+    check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with store_lock(path):
         f = _reopen(path, cfg, dim, meta["classes"]) if path.exists() and not overwrite else None

@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from featx.analysis import project as P
 from _synth import clusters
-
-
-@parametrize_with_checks([P.Projector("pca", 2)])
-def test_projector_sklearn_contract(estimator, check):
-    check(estimator)
 
 
 def test_subsample_is_stratified_seeded_and_sorted():

@@ -230,3 +230,25 @@ def test_monet_views(monet_lite0_store, tmp_path):
         assert_png(out / f"{stem}-{name}.png")
     sep = json.loads((out / "scores.json").read_text())[stem]["pca"]["linear_separability"]
     assert max(sep.values()) > 0.75
+
+
+def test_fit_and_analyze_share_runs_dir_and_never_overwrite_a_run(tmp_path):
+    stores = [make_store(tmp_path / f"r{i}.h5", sep=sep, seed=i) for i, sep in enumerate((0.1, 1.0, 3.0))]
+    runs = tmp_path / "elsewhere"
+    r = runner.invoke(app, ["fit", *map(str, stores), "--clf", "knn", "--runs-dir", str(runs), "--name", "lb"])
+    assert r.exit_code == 0, r.output
+    assert len(list(runs.glob("lb/*/metrics.json"))) == 3
+    r = invoke(*stores, "-t", "--runs-dir", runs)
+    assert r.exit_code == 0, r.output
+    first = runs / "analyze-r0-vs-r1-vs-r2"
+    assert (first / "taus.csv").exists()  # fit results were found under the shared --runs-dir
+    r = invoke(*stores, "-t", "--runs-dir", runs)
+    assert r.exit_code == 0 and (runs / "analyze-r0-vs-r1-vs-r2-2" / "scores.json").exists()
+    assert f"{first} already holds a run" in r.output
+    stamp = (first / "scores.json").stat().st_mtime_ns
+    r = invoke(*stores, "-t", "--runs-dir", runs, "--overwrite")
+    assert r.exit_code == 0 and (first / "scores.json").stat().st_mtime_ns > stamp
+    assert not (runs / "analyze-r0-vs-r1-vs-r2-3").exists()
+    r = runner.invoke(app, ["fit", str(stores[0]), "--runs-dir", str(runs), "--name", "lb"])
+    assert r.exit_code == 0 and (runs / "lb-2" / "metrics.json").exists()
+    assert f"{runs / 'lb'} already holds a run; writing to {runs / 'lb-2'}" in r.stdout

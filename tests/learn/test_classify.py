@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.pipeline import Pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from _synth import blobs
 from featx.learn import classify
@@ -19,11 +18,6 @@ REAL = ["softmax", "linearsvc", "mlp", "knn"]
 @pytest.fixture(scope="module")
 def data():
     return blobs((60, 60, 60), dim=32, sep=2.0)
-
-
-@parametrize_with_checks([classify.LinearSVCCalibrated()])
-def test_sklearn_contract(estimator, check):
-    check(estimator)
 
 
 def test_block_normaliser_contract_with_widths():
