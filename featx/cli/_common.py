@@ -88,9 +88,7 @@ class OneLineErrors(TyperGroup):
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except USAGE_ERRORS as exc:
-            if type(exc).__name__ == "NoArgsIsHelpError":  # `featx` or `featx fit` alone: the help
-                exc.show()
-            else:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # `featx` alone: typer has printed the help
                 ctx = getattr(exc, "ctx", None)
                 hint = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
                 message = exc.format_message().replace("Value error, ", "").rstrip(".")

@@ -1,4 +1,4 @@
-"""featx.classify: pipelines, splits, search, class weights, concatenation; real-feature accuracy."""
+"""featx.learn.classify: pipelines, splits, search, class weights, concatenation; real-feature accuracy."""
 
 from __future__ import annotations
 
