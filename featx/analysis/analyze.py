@@ -238,11 +238,9 @@ def analyze(stores: Sequence[str | Path], options: AnalyzeOptions | None = None,
     for path in paths:  # every store readable before any work or output
         if read_attrs(path, require_complete=True)["n_rows"] == 0:
             raise AnalysisError(f"{path}: the store has no rows")
-    wanted = Path(out) if out else opts.runs_dir / f"analyze-{name or default_name(paths)}"
-    run = RunFolder(new_run_dir(wanted, overwrite=opts.overwrite))
+    run = RunFolder(new_run_dir(out, f"analyze-{name or default_name(paths)}", opts.runs_dir,
+                                overwrite=opts.overwrite, echo=log))
     res = AnalyzeResult(out_dir=run.path, files=run.files)
-    if run.path != wanted:
-        log(f"note: {wanted} already holds a run; writing to {run.path} (--overwrite reuses {wanted})")
     stems = [printable(p.stem) for p in paths]
     keys = stems if len(set(stems)) == len(stems) else [printable(f"{p.parent.name}-{p.stem}") for p in paths]
     if len(set(keys)) != len(keys):

@@ -228,10 +228,7 @@ def fit_stores(stores: Sequence["FeatureSet"], classifiers: str | Sequence[str],
     for src in sources:  # refuse bad labels/splits before creating the run folder
         plan = classify.plan_splits(src.split, cv=cv)
         classify.check_labels(src.y, src.classes, plan.fit)
-    run = new_run_dir(out, name, root, overwrite=overwrite)
-    wanted = Path(out) if out is not None else Path(root) / name if name else None
-    if wanted is not None and run != wanted:
-        echo(f"note: {wanted} already holds a run; writing to {run} (--overwrite reuses {wanted})")
+    run = new_run_dir(out, name, root, overwrite=overwrite, echo=echo)
     single = len(sources) * len(names) == 1
     settings = {"preprocess": preprocess, "class_weight": class_weight, "search": search, "cv": cv, "seed": seed}
     entries = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
+from typing import Callable
 
 
 def printable(text: str) -> str:
@@ -14,12 +15,12 @@ def printable(text: str) -> str:
 
 
 def new_run_dir(out: str | Path | None = None, name: str | None = None, root: str | Path = "runs", *,
-                overwrite: bool = False) -> Path:
+                overwrite: bool = False, echo: Callable[[str], None] | None = None) -> Path:
     """``out`` as given, else ``root/name``, else ``root/<YYYYmmdd-HHMMSS>``, created.
 
     An existing run is never written into silently: a named folder that exists and is not
     empty (a timestamped one that exists at all) gives a ``-2``, ``-3``, ... suffix, unless
-    ``overwrite``.
+    ``overwrite``; ``echo`` is told when a folder the user named was taken.
     """
     stamped = out is None and name is None
     base = Path(out) if out is not None else Path(root) / (name or time.strftime("%Y%m%d-%H%M%S"))
@@ -32,6 +33,8 @@ def new_run_dir(out: str | Path | None = None, name: str | None = None, root: st
         k += 1
         path = base.with_name(f"{base.name}-{k}")
     path.mkdir(parents=True, exist_ok=True)
+    if path != base and not stamped and echo is not None:
+        echo(f"note: {base} already holds a run; writing to {path} (--overwrite reuses {base})")
     return path
 
 
