@@ -10,6 +10,6 @@ run() { echo "+ $*" >&2; "$@"; }
 run featx sample-data "$DATA" --per-class "${PER_CLASS:-50}"
 run featx extract --backbone efficientnet_lite0 --data "$DATA" --out "$STORE" --with-logits
 run featx info "$STORE"
-run featx fit "$STORE" --clf softmax,linearsvc --name quickstart-digits
-run featx analyze "$STORE" --transferability --pca --out runs/quickstart-analyze
+run featx fit "$STORE" --clf softmax,linearsvc --name quickstart-digits --overwrite
+run featx analyze "$STORE" --transferability --pca --out runs/quickstart-analyze --overwrite
 echo "quick start done: see runs/quickstart-digits/ and runs/quickstart-analyze/" >&2

@@ -20,3 +20,8 @@ def test_quickstart_pipeline_runs_end_to_end(tmp_path):
     assert metrics["accuracy"] > 0.1 * 2  # 10 classes: well above chance with real pretrained features
     scores = json.loads((tmp_path / "runs" / "quickstart-analyze" / "scores.json").read_text())
     assert all(v["leep"] is not None for v in scores.values())
+    again = subprocess.run(["bash", str(ROOT / "pipelines" / "quickstart.sh")], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "cache hit" in again.stdout  # a re-run reuses the store and rewrites the same run folders
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["quickstart-analyze", "quickstart-digits"]
