@@ -105,6 +105,11 @@ def out(msg: str = "") -> None:
     typer.echo(printable(msg))
 
 
+def progress(msg: str) -> None:
+    """Print a progress line to stderr."""
+    typer.echo(printable(msg), err=True)
+
+
 def warn(msg: str) -> None:
     """Print a warning line to stderr."""
-    typer.echo(printable(f"warning: {msg}"), err=True)
+    progress(f"warning: {msg}")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import app
-from ._common import handles_errors, out, warn
+from ._common import handles_errors, out, progress, warn
 from .options import OverwriteRunOpt, RunsDirOpt, Split, value
 
 ANALYZE_EXAMPLES = """
@@ -67,7 +67,7 @@ def analyze(
     opts = AnalyzeOptions(transferability=transferability, pca=pca, tsne=tsne, umap=umap, three_d=three_d,
                           thumbnails=thumbnails, html=html, outliers=outliers, overlap=overlap, split=value(split),
                           seed=seed, max_rows=max_rows, k=k, runs_dir=runs_dir, overwrite=overwrite)
-    res = run(stores, opts, out=out_dir, name=name, log=lambda s: typer.echo(s, err=True))
+    res = run(stores, opts, out=out_dir, name=name, log=progress)
     if res.ranking:
         width = max(14, *(len(r["store"]) for r in res.ranking))
         out(f"{'score':<15}" + "".join(f"{r['store']:>{width + 2}}" for r in res.ranking))
