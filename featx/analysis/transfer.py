@@ -8,11 +8,22 @@ n x d feature matrix, ``y`` integer labels (any values; they are re-encoded to 0
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from scipy.special import gammaln
 
 from ..stats import binomial_se, encode_labels, majority_accuracy, n_folds
 
 LOG_2PI = float(np.log(2 * np.pi))
+BLOCK_BYTES = 64 * 2**20
+"""Largest float64 block of F that the Gram-matrix builders hold at once (F itself is never copied whole)."""
+RANK_RTOL = 1e-12
+"""Squared singular values below this fraction of the largest count as zero in the Ledoit-Wolf scores."""
+
+
+class ScoreWarning(UserWarning):
+    """A score was computed but its value deserves a caveat (e.g. LogME stopped at ``max_iter``)."""
 
 
 class Estimate(float):
@@ -74,20 +85,105 @@ def _folds(y: np.ndarray, cv: int, seed: int):
     return splitter.split(np.zeros(len(y)), y)
 
 
-def _spectrum(F: np.ndarray, T: np.ndarray, rtol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
-    """Non-zero squared singular values ``sigma`` of F and ``X = U^T T`` (k x C).
+def _gram(F: np.ndarray, offsets: np.ndarray | None = None, codes: np.ndarray | None = None, *,
+          right: np.ndarray | None = None, left: np.ndarray | None = None
+          ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The Gram matrix of X = F - offsets[codes] in float64 on its smaller side, block by block.
 
-    Works on the smaller Gram matrix (n x n when d > n, d x d otherwise), so it is cheap
-    for 100k rows and for n << d. Eigenvalues below ``rtol * max`` count as zero (rank k).
+    n <= d: K = X X^T (n x n) over blocks of columns, and X @ ``right`` (n x k) when given.
+    n > d:  K = X^T X (d x d) over blocks of rows, and X^T @ ``left`` (d x k) when given.
+    Also returns the squared row norms of X. At most :data:`BLOCK_BYTES` of X exist at once, so a
+    float32 F is never copied whole to float64 and no d x d matrix is formed when n < d.
+    """
+    n, d = F.shape
+    off = None if offsets is None else np.asarray(offsets, dtype=np.float64)
+    codes = np.zeros(n, dtype=np.int64) if codes is None else np.asarray(codes)
+    rows2 = np.zeros(n)
+    if n <= d:
+        K, prod = np.zeros((n, n)), None if right is None else np.zeros((n, right.shape[1]))
+        step = max(1, BLOCK_BYTES // (8 * n))
+        for j in range(0, d, step):
+            X = np.asarray(F[:, j:j + step], dtype=np.float64)
+            if off is not None:
+                X = X - off[codes, j:j + step]
+            K += X @ X.T
+            rows2 += np.einsum("ij,ij->i", X, X)
+            if prod is not None:
+                prod += X @ right[j:j + step]
+        return K, prod, rows2
+    K, prod = np.zeros((d, d)), None if left is None else np.zeros((d, left.shape[1]))
+    step = max(1, BLOCK_BYTES // (8 * d))
+    for i in range(0, n, step):
+        X = np.asarray(F[i:i + step], dtype=np.float64)
+        if off is not None:
+            X = X - off[codes[i:i + step]]
+        K += X.T @ X
+        rows2[i:i + step] = np.einsum("ij,ij->i", X, X)
+        if prod is not None:
+            prod += X.T @ left[i:i + step]
+    return K, prod, rows2
+
+
+def _spectrum(F: np.ndarray, T: np.ndarray, rtol: float = 1e-10, offsets: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Non-zero squared singular values ``sigma`` of X = F - offsets and ``X = U^T T`` (k x C).
+
+    Works on the smaller Gram matrix (n x n when d > n, d x d otherwise; see :func:`_gram`), so it
+    is cheap for 100k rows and for n << d. Eigenvalues below ``rtol * max`` count as zero (rank k).
     """
     n, d = F.shape
     if n <= d:
-        w, u = np.linalg.eigh(F @ F.T)
+        K, _, _ = _gram(F, offsets)
+        w, u = np.linalg.eigh(K)
+        del K
         keep = w > rtol * max(w.max(), 0.0)
         return w[keep], u[:, keep].T @ T
-    w, v = np.linalg.eigh(F.T @ F)
+    K, FtT, _ = _gram(F, offsets, left=T)
+    w, v = np.linalg.eigh(K)
+    del K
     keep = w > rtol * max(w.max(), 0.0)
-    return w[keep], (v[:, keep].T @ (F.T @ T)) / np.sqrt(w[keep])[:, None]
+    return w[keep], (v[:, keep].T @ FtT) / np.sqrt(w[keep])[:, None]
+
+
+def _shrunk_quadratic(F: np.ndarray, offsets: np.ndarray, codes: np.ndarray, B: np.ndarray
+                      ) -> tuple[float, float]:
+    """Ledoit-Wolf shrinkage ``a`` of X = F - offsets[codes] and sum_k b_k^T inv(Sigma_a) b_k over the
+    rows of ``B``, without a d x d matrix when n < d.
+
+    Sigma_a = (1 - a) S + a mu I with S = X^T X / n (X taken as centred, like scikit-learn's
+    ``LedoitWolf(assume_centered=True)``) and mu = tr(S) / d. ``a`` follows
+    ``sklearn.covariance.ledoit_wolf_shrinkage`` term by term, its two sums read off the Gram matrix
+    K: sum_ij (X2^T X2)_ij = sum_i ||x_i||^4 and sum_ij (X^T X)_ij^2 = ||K||_F^2. With the thin SVD
+    X = U s V^T (from the eigenpairs of K), Sigma_a has eigenvalues (1 - a) s_i^2 / n + a mu on V and
+    a mu on its complement, so b^T inv(Sigma_a) b = sum_i (V^T b)_i^2 / lam_i + (||b||^2 - ||V^T b||^2)
+    / (a mu), with V^T b = U^T (X b) / s when n <= d. Memory O(min(n, d)^2 + n C), time O(n d min(n, d)).
+    """
+    n, d = F.shape
+    B = np.asarray(B, dtype=np.float64)
+    if n <= d:
+        K, XB, rows2 = _gram(F, offsets, codes, right=B.T)
+    else:
+        K, _, rows2 = _gram(F, offsets, codes)
+    trace = float(rows2.sum())
+    mu = trace / (n * d)
+    a = 0.0
+    if d > 1:
+        beta_ = float(np.sum(rows2 ** 2))
+        delta_ = float(np.einsum("ij,ij->", K, K)) / n ** 2
+        beta = (beta_ / n - delta_) / (d * n)
+        delta = (delta_ - 2.0 * mu * trace / n + d * mu ** 2) / d
+        beta = min(beta, delta)
+        a = 0.0 if beta == 0 else beta / delta
+    w, vecs = np.linalg.eigh(K)
+    del K
+    keep = w > RANK_RTOL * max(w.max(), 0.0)
+    w = w[keep]
+    coords = (vecs[:, keep].T @ XB) / np.sqrt(w)[:, None] if n <= d else vecs[:, keep].T @ B.T
+    lam = (1 - a) * w / n + a * mu
+    quad = float(np.sum(coords ** 2 / lam[:, None]))
+    if a * mu > 0:
+        quad += max(float(np.sum(B ** 2) - np.sum(coords ** 2)), 0.0) / (a * mu)
+    return float(a), quad
 
 
 # ----------------------------------------------------------------- source-model scores
@@ -97,9 +193,14 @@ def leep(theta: np.ndarray, y: np.ndarray) -> float:
     Transferability of Learned Representations", ICML 2020).
 
     ``theta``: n x Z source probabilities. LEEP = mean_i log sum_z theta_iz P(y_i | z), <= 0.
-    Source columns with zero mass (0/0) are skipped.
+    Source columns with zero mass (0/0) are skipped. ``theta`` must hold probabilities (rows of
+    non-negative numbers summing to 1, e.g. :func:`softmax` of logits): raw logits raise ValueError.
     """
     theta = np.asarray(theta, dtype=np.float64)
+    if theta.ndim != 2 or not np.all(np.isfinite(theta)) or theta.min() < 0 \
+            or not np.allclose(theta.sum(axis=1), 1.0, rtol=0, atol=1e-4):
+        raise ValueError("LEEP needs source-model probabilities (non-negative rows summing to 1): "
+                         "pass softmax(logits), not raw logits")
     y, c = encode_labels(y)
     joint = np.zeros((c, theta.shape[1]))
     np.add.at(joint, y, theta)  # n * P(y, z)
@@ -160,9 +261,32 @@ def task_overlap(theta_or_zhat: np.ndarray, y: np.ndarray, *, cv: int = 5, seed:
 
 
 def _expected_mi(table: np.ndarray) -> float:
-    from sklearn.metrics.cluster._expected_mutual_info_fast import expected_mutual_information
-
-    return float(expected_mutual_information(table.astype(np.int64), int(table.sum())))
+    """Expected mutual information (nats) of a contingency table under random permutations of the
+    labels with the margins fixed (Vinh, Epps, Bailey, JMLR 2010, eq. 24a), written with log-gamma:
+    the hypergeometric sum over every cell's possible counts n_ij, vectorised per table row."""
+    table = np.asarray(table, dtype=np.float64)
+    a, b = table.sum(axis=1), table.sum(axis=0)
+    a, b = a[a > 0], b[b > 0]
+    N = float(a.sum())
+    if a.size < 2 or b.size < 2:
+        return 0.0
+    lg = gammaln
+    total = 0.0
+    const_b = lg(b + 1) + lg(N - b + 1)
+    for ai in a:
+        lo = np.maximum(1.0, ai + b - N)
+        hi = np.minimum(ai, b)
+        counts = np.maximum(hi - lo + 1, 0).astype(np.int64)
+        if not counts.any():
+            continue
+        j = np.repeat(np.arange(b.size), counts)
+        start = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        nij = lo[j] + (np.arange(counts.sum()) - start[j])
+        bj = b[j]
+        log_p = (lg(ai + 1) + lg(N - ai + 1) + const_b[j] - lg(N + 1) - lg(nij + 1) - lg(ai - nij + 1)
+                 - lg(bj - nij + 1) - lg(N - ai - bj + nij + 1))
+        total += float(np.sum(nij / N * np.log(N * nij / (ai * bj)) * np.exp(log_p)))
+    return total
 
 
 def task_overlap_u(theta_or_zhat: np.ndarray, y: np.ndarray, *, method: str = "ami", cv: int = 5,
@@ -195,7 +319,6 @@ def task_overlap_u(theta_or_zhat: np.ndarray, y: np.ndarray, *, method: str = "a
 
 def _logme_fixed_point(F: np.ndarray, y: np.ndarray, *, max_iter: int = 100, tol: float = 1e-3):
     """Per-class evidence L_c (not divided by n) and the fitted alpha, beta (arrays over classes)."""
-    F = np.asarray(F, dtype=np.float64)
     n, d = F.shape
     y, c = encode_labels(y)
     T = _onehot(y, c)
@@ -212,17 +335,27 @@ def _logme_fixed_point(F: np.ndarray, y: np.ndarray, *, max_iter: int = 100, tol
         res = np.maximum((lam ** 2 * x2 / den).sum(axis=0) + r0, tiny)
         return gamma, m2, res
 
+    def evidence_at(alpha, beta):
+        _, m2, res = stats(alpha / beta)
+        logdet = np.log(alpha + beta * sigma).sum(axis=0) + (d - sigma.shape[0]) * np.log(alpha)
+        return (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - logdet / 2
+                - beta / 2 * res - alpha / 2 * m2 - n / 2 * LOG_2PI)
+
     alpha, beta = np.ones(c), np.ones(c)
     for _ in range(max_iter):
         lam = alpha / beta
         gamma, m2, res = stats(lam)
+        prev = alpha, beta
         alpha, beta = gamma / m2, (n - gamma) / res
-        if np.all(np.abs(alpha / beta - lam) / lam < tol):
+        moving = np.abs(alpha / beta - lam) / lam >= tol
+        if not moving.any():
             break
-    _, m2, res = stats(alpha / beta)
-    logdet = np.log(alpha + beta * sigma).sum(axis=0) + (d - sigma.shape[0]) * np.log(alpha)
-    evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - logdet / 2
-                - beta / 2 * res - alpha / 2 * m2 - n / 2 * LOG_2PI)
+    evidence = evidence_at(alpha, beta)
+    if max_iter > 0 and moving.any():
+        change = np.max(np.abs(evidence - evidence_at(*prev))[moving] / np.abs(evidence[moving]))
+        warnings.warn(f"LogME stopped at max_iter={max_iter} with alpha/beta still moving (tol {tol:g}) for "
+                      f"{int(moving.sum())} of {c} classes; their evidence still changed by {change:.1e} "
+                      "(relative) in the last step", ScoreWarning, stacklevel=3)
     return evidence, alpha, beta
 
 
@@ -233,7 +366,7 @@ def logme(F: np.ndarray, y: np.ndarray, *, max_iter: int = 100, tol: float = 1e-
     Mean over classes of the maximised log evidence of a Bayesian linear regression of
     1[y = c] on F, divided by n. The log-determinant runs over all d dimensions (the d - k
     null ones contribute log alpha), so it is right for d > n; the spectrum comes from the
-    smaller Gram matrix.
+    smaller Gram matrix. Warns (:class:`ScoreWarning`) when the fixed point stops at ``max_iter``.
     """
     evidence, _, _ = _logme_fixed_point(F, y, max_iter=max_iter, tol=tol)
     return float(evidence.mean() / np.asarray(F).shape[0])
@@ -248,17 +381,26 @@ def hscore(F: np.ndarray, y: np.ndarray, *, rtol: float = 1e-10) -> float:
     centred F (rank cut at ``rtol`` relative on the squared singular values; the cut-off
     changes the answer, see the spec). In [0, min(d, C-1)]; saturates at C-1 when n <= d.
     """
-    F = np.asarray(F, dtype=np.float64)
     y, c = encode_labels(y)
     T = _onehot(y, c) / np.sqrt(np.bincount(y, minlength=c))
-    _, X = _spectrum(F - F.mean(axis=0), T, rtol=rtol)
+    _, X = _spectrum(F, T, rtol=rtol, offsets=_column_mean(F)[None, :])
     return float((X ** 2).sum())
 
 
+def _column_mean(F: np.ndarray) -> np.ndarray:
+    """Column means of F in float64 without a float64 copy of F."""
+    return np.mean(F, axis=0, dtype=np.float64)
+
+
 def _class_means(F: np.ndarray, y: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class means (C x d, float64) and counts, over column blocks of F (no float64 copy of F)."""
     counts = np.bincount(y, minlength=c).astype(np.float64)
-    sums = np.zeros((c, F.shape[1]))
-    np.add.at(sums, y, F)
+    onehot = _onehot(y, c).T
+    n, d = F.shape
+    step = max(1, BLOCK_BYTES // (8 * max(n, 1)))
+    sums = np.empty((c, d))
+    for j in range(0, d, step):
+        sums[:, j:j + step] = onehot @ np.asarray(F[:, j:j + step], dtype=np.float64)
     return sums / counts[:, None], counts
 
 
@@ -267,17 +409,17 @@ def hscore_shrink(F: np.ndarray, y: np.ndarray) -> float:
     transferability metrics, their peculiarities, stability and performance", ECML-PKDD 2022,
     arXiv 2110.06893): tr(inv(Sigma_a) (1 - a) cov G) with the Ledoit-Wolf covariance
     Sigma_a of the centred F and its shrinkage a. Stays informative when n <= d.
-    """
-    from sklearn.covariance import LedoitWolf
 
-    F = np.asarray(F, dtype=np.float64)
-    F = F - F.mean(axis=0)
+    cov G = B^T B with B_c = (mu_c - mu) sqrt(n_c / (n - 1)), so the trace is a sum of quadratic
+    forms computed from the n x n (n < d) or d x d Gram matrix: see :func:`_shrunk_quadratic`.
+    Equal to the dense ``LedoitWolf`` + ``solve`` computation (tested to 1e-8 relative).
+    """
     y, c = encode_labels(y)
-    lw = LedoitWolf(assume_centered=True).fit(F)
+    mean = _column_mean(F)
     means, counts = _class_means(F, y, c)
-    cov_g_factor = means * np.sqrt(counts / (len(y) - 1))[:, None]  # cov G = factor^T factor
-    solved = np.linalg.solve(lw.covariance_, cov_g_factor.T)
-    return float((1 - lw.shrinkage_) * np.sum(solved * cov_g_factor.T))
+    factor = (means - mean) * np.sqrt(counts / (len(y) - 1))[:, None]
+    a, quad = _shrunk_quadratic(F, mean[None, :], np.zeros(len(y), dtype=np.int64), factor)
+    return float((1 - a) * quad)
 
 
 def gbc(F: np.ndarray, y: np.ndarray, *, n_components: int = 64, covariance: str = "spherical",
@@ -352,38 +494,52 @@ def knn_acc(F: np.ndarray, y: np.ndarray, *, k: int = 10, max_queries: int | Non
     return float(np.mean(votes.argmax(axis=1) == y[q]))
 
 
+def _probe_model(C: float, max_iter: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+
+
 def probe_acc(F: np.ndarray, y: np.ndarray, *, cv: int = 5, seed: int = 0, C: float = 1.0,
               max_iter: int = 1000) -> float:
     """Linear-probe balanced accuracy: StandardScaler + LogisticRegression under
     StratifiedKFold(5) (the linear evaluation protocol of Kornblith, Shlens, Le, "Do Better
     ImageNet Models Transfer Better?", CVPR 2019)."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     y, _ = encode_labels(y)
     folds = n_folds(y, cv)
     if folds < 2:
         return float("nan")
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
-    scores = cross_val_score(model, np.asarray(F, dtype=np.float64), y, scoring="balanced_accuracy",
-                             cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+    scores = cross_val_score(_probe_model(C, max_iter), np.asarray(F, dtype=np.float64), y,
+                             scoring="balanced_accuracy", cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
     return float(scores.mean())
+
+
+def probe_split_acc(F_fit: np.ndarray, y_fit: np.ndarray, F_eval: np.ndarray, y_eval: np.ndarray, *,
+                    C: float = 1.0, max_iter: int = 1000) -> float:
+    """Accuracy on (F_eval, y_eval) of the linear probe of :func:`probe_acc` (StandardScaler +
+    LogisticRegression, C = 1) fitted once on (F_fit, y_fit): the held-out accuracy that ``featx
+    analyze`` correlates the scores with (Kornblith et al., CVPR 2019)."""
+    model = _probe_model(C, max_iter).fit(np.asarray(F_fit, dtype=np.float64), np.asarray(y_fit))
+    return float(np.mean(model.predict(np.asarray(F_eval, dtype=np.float64)) == np.asarray(y_eval)))
 
 
 def fisher(F: np.ndarray, y: np.ndarray) -> float:
     """Fisher criterion tr(inv(S_W) S_B) (Fisher, Annals of Eugenics 1936) with the within-class
     covariance S_W shrunk by Ledoit-Wolf (J. Multivariate Analysis 2004) and the between-class
-    covariance S_B = sum_c pi_c (mu_c - mu)(mu_c - mu)^T."""
-    from sklearn.covariance import LedoitWolf
+    covariance S_B = sum_c pi_c (mu_c - mu)(mu_c - mu)^T.
 
-    F = np.asarray(F, dtype=np.float64)
+    Computed from the Gram matrix of the within-class deviations (n x n when n < d), never a d x d
+    S_W: see :func:`_shrunk_quadratic`. Equal to the dense computation (tested to 1e-8 relative).
+    """
     y, c = encode_labels(y)
     means, counts = _class_means(F, y, c)
-    sw = LedoitWolf(assume_centered=True).fit(F - means[y]).covariance_
-    dev = (means - F.mean(axis=0)) * np.sqrt(counts / len(y))[:, None]  # S_B = dev^T dev
-    return float(np.sum(np.linalg.solve(sw, dev.T) * dev.T))
+    dev = (means - _column_mean(F)) * np.sqrt(counts / len(y))[:, None]  # S_B = dev^T dev
+    _, quad = _shrunk_quadratic(F, means, y, dev)
+    return quad
 
 
 def silhouette(F: np.ndarray, y: np.ndarray, *, sample_size: int = 5000, seed: int = 0) -> float:
@@ -407,3 +563,62 @@ SOURCE_SCORES = ("leep", "nce", "task_overlap", "task_overlap_u")
 """Scores that need the source model's logits."""
 
 ALL_SCORES = SOURCE_SCORES + tuple(FEATURE_SCORES)
+
+
+# ------------------------------------------------------------------- memory and reduction
+
+MiB = 2**20
+
+
+def peak_bytes(score: str, n: int, d: int, c: int, *, z: int = 1000, max_rows: int = 20000,
+               silhouette_rows: int = 5000) -> int:
+    """Estimated peak memory (bytes) a score needs on top of the n x d features already loaded,
+    from the shapes alone (n rows, d dims, c classes, z source labels), before any work.
+
+    The Gram-matrix scores (LogME, H-scores, Fisher) hold m = min(n, d): the m x m Gram matrix, its
+    eigenvectors and LAPACK's ``syevd`` workspace (about 2 m^2), plus one float64 block of F; GBC a
+    float64 copy of F and its centred copy for PCA; kNN a normalised float32 copy and 2,048-row
+    similarity chunks; the linear probe (StandardScaler + LogisticRegression over folds) about four
+    float64 copies of its rows; silhouette a sample of rows and scikit-learn's chunked distances;
+    ``pca`` the reduction of :func:`pca_reduce`. Deliberately generous: an estimate that is too low
+    is a crash, one that is too high only a reduced or skipped score.
+    """
+    m = min(n, d)
+    block = min(2 * BLOCK_BYTES, 16 * n * d)
+    small = 8 * (4 * n * c + 4 * d * c + 64 * c * c)
+    if score in ("logme", "hscore", "hscore_shrink", "fisher"):
+        return 32 * m * m + block + small + (8 * c * d if score == "fisher" else 0)
+    if score == "gbc":
+        return 16 * n * d + 8 * 4 * (n + d) * 74 + small
+    if score == "knn_acc":
+        return 8 * n * d + 2048 * n * 16 + small
+    if score == "probe_acc":
+        rows = min(n, max_rows)
+        return 32 * rows * d + 80 * d * c + small
+    if score == "silhouette":
+        rows = min(n, silhouette_rows)
+        return 4 * n * d + 12 * rows * d + min(16 * rows * rows, 2**30) + small
+    if score in ("softmax", "leep"):
+        return 24 * n * z + 8 * c * z
+    if score in SOURCE_SCORES or score in ("nce_cv", "task_overlap_u_cv"):
+        return 8 * (8 * n + 4 * c * min(n, z))
+    raise KeyError(score)
+
+
+def pca_peak_bytes(n: int, d: int, k: int) -> int:
+    """Estimated peak memory of :func:`pca_reduce` to ``k`` dims: scikit-learn's centred copy of
+    F (float32 in, float32 kept), the randomized range finder's n x (k + 10) and d x (k + 10)
+    blocks, and the float64 result."""
+    return 8 * n * d + 16 * (n + d) * (k + 10) + 8 * n * k
+
+
+def pca_reduce(F: np.ndarray, k: int, *, seed: int = 0) -> tuple[np.ndarray, float]:
+    """The first ``k`` principal components of F (randomized PCA, Halko, Martinsson, Tropp, SIAM
+    Review 2011, via scikit-learn) as float64, and the share of variance they keep. F keeps its
+    dtype (a float32 store is not copied to float64)."""
+    from sklearn.decomposition import PCA
+
+    k = int(min(k, F.shape[0], F.shape[1]))
+    pca = PCA(k, svd_solver="randomized", random_state=seed)
+    Z = pca.fit_transform(F)
+    return np.asarray(Z, dtype=np.float64), float(np.sum(pca.explained_variance_ratio_))

@@ -54,6 +54,17 @@ def analyze(
     max_rows: Annotated[int, typer.Option(help="Row cap for t-SNE/UMAP, kNN queries, the linear probe and "
                                           "separability (stratified sub-sample).")] = 20000,
     k: Annotated[int, typer.Option("--k", help="Neighbours for kNN accuracy, outliers and overlap.")] = 10,
+    max_memory: Annotated[Optional[str], typer.Option(
+        "--max-memory", help="Memory budget per score, e.g. 4G or 512M (default: half the memory available at "
+        "start). A score estimated above it runs on --score-dims principal components, or is skipped; "
+        "never a crash.")] = None,
+    score_dims: Annotated[Optional[int], typer.Option("--score-dims", help="Principal components (default 256) "
+                                                      "for a score whose full-dimension estimate exceeds "
+                                                      "--max-memory; stated in scores.json (score_dims).")] = None,
+    judge_by: Annotated[str, typer.Option("--judge-by", help="Accuracy the scores are correlated with (3+ "
+                                          "stores): 'probe' (linear probe fitted on train, accuracy on the test "
+                                          "split) or 'fit:<classifier>' (newest `featx fit` run of it under "
+                                          "--runs-dir).")] = "probe",
     runs_dir: RunsDirOpt = Path("runs"),
     overwrite: OverwriteRunOpt = False,
 ) -> None:
@@ -63,10 +74,13 @@ def analyze(
     ranking.csv, PNG plots, projections .npz, optional .html, summary.md.
     """
     from ..analysis.analyze import LOGITS_HINT, SCORE_KEYS, AnalyzeOptions, analyze as run
+    from ..analysis.budget import DEFAULT_SCORE_DIMS, parse_size
 
     opts = AnalyzeOptions(transferability=transferability, pca=pca, tsne=tsne, umap=umap, three_d=three_d,
                           thumbnails=thumbnails, html=html, outliers=outliers, overlap=overlap, split=value(split),
-                          seed=seed, max_rows=max_rows, k=k, runs_dir=runs_dir, overwrite=overwrite)
+                          seed=seed, max_rows=max_rows, k=k, runs_dir=runs_dir, overwrite=overwrite,
+                          max_memory=None if max_memory is None else parse_size(max_memory, "--max-memory"),
+                          score_dims=DEFAULT_SCORE_DIMS if score_dims is None else score_dims, judge_by=judge_by)
     res = run(stores, opts, out=out_dir, name=name, log=progress)
     if res.ranking:
         width = max(14, *(len(r["store"]) for r in res.ranking))
@@ -79,7 +93,8 @@ def analyze(
                 cells.append(f"{txt:>{width + 2}}")
             out(f"{key:<15}" + "".join(cells))
     for t in res.taus:
-        out(f"tau {t['score']}: kendall {t['kendall_tau']}, weighted {t['weighted_tau']} ({t['n_stores']} stores)")
+        out(f"{t['score']} vs accuracy ({t['protocol']}): kendall tau {t['kendall_tau']}, weighted tau "
+            f"{t['weighted_tau']}, pearson r {t['pearson_r']} ({t['n_stores']} stores)")
     for note in res.notes:
         if not (res.skipped and LOGITS_HINT in note):  # said once, below
             warn(note)

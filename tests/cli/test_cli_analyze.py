@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from featx.analysis.analyze import SCORE_KEYS, AnalyzeOptions, analyze
+from featx.analysis.analyze import RANKED_KEYS, SCORE_KEYS, AnalyzeOptions, analyze
 from featx.cli import app
 from featx.config import DataCfg, ExtractCfg
 from featx.store.writer import write_arrays
@@ -82,22 +82,47 @@ def test_several_stores_ranked_and_tau_against_fit_runs(tmp_path):
     for i, (store, acc) in enumerate(zip(stores, (0.4, 0.6, 0.8, 0.95))):
         d = runs / f"fit-{i}"
         d.mkdir(parents=True)
-        (d / "metrics.json").write_text(json.dumps({"store": str(store), "accuracy": acc}))
+        (d / "metrics.json").write_text(json.dumps({"store": str(store), "accuracy": acc, "classifier": "softmax"}))
         (d / "other.json").write_text("{}")
+        other = runs / f"knn-{i}"  # another classifier, reversed: never mixed in ("best of whatever runs")
+        other.mkdir()
+        (other / "metrics.json").write_text(json.dumps({"store": str(store), "accuracy": 1.0 - acc / 2,
+                                                        "classifier": "knn"}))
     (runs / "broken").mkdir()
     (runs / "broken" / "metrics.json").write_text("{not json")  # ignored
-    r = invoke(*stores, "-t", "--runs-dir", runs)
+    r = invoke(*stores, "-t", "--runs-dir", runs, "--judge-by", "fit:softmax")
     assert r.exit_code == 0, r.output
     out = runs / "analyze-s0-vs-s1-vs-s2-vs-s3"
     ranking = list(csv.DictReader(open(out / "ranking.csv")))
     best = next(row for row in ranking if row["store"] == "s3")
-    for key in ("logme", "hscore_shrink", "gbc", "knn_acc", "probe_acc", "leep", "task_overlap"):
+    for key in ("logme", "hscore_shrink", "gbc", "knn_acc", "probe_acc", "leep", "task_overlap", "nce_cv",
+                "task_overlap_u_cv"):
         assert best[f"{key}_rank"] == "1", key
+    assert "nce_rank" not in best and "task_overlap_u_rank" not in best  # in-sample: reported, not ranked
     taus = {row["score"]: row for row in csv.DictReader(open(out / "taus.csv"))}
+    assert set(taus) <= set(RANKED_KEYS) and "nce" not in taus and "nce_cv" in taus
     assert float(taus["logme"]["kendall_tau"]) == pytest.approx(1.0)
+    assert float(taus["logme"]["pearson_r"]) > 0.8 and taus["logme"]["protocol"] == "fit:softmax"
     assert float(taus["knn_acc"]["weighted_tau"]) > 0.5
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["s3"]["accuracy"] == {"protocol": "fit:softmax", "value": 0.95, "runs": 1, "chosen": "newest run"}
     assert_png(out / "ranking.png")
-    assert "Kendall tau" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "Kendall tau" in summary and "Pearson r" in summary and "`featx fit --clf softmax`" in summary
+    assert "pearson r" in r.output
+
+
+def test_scores_judged_against_the_test_split_probe_by_default(tmp_path):
+    stores = [make_store(tmp_path / f"p{i}.h5", sep=sep, seed=i) for i, sep in enumerate((0.02, 0.2, 3.0))]
+    r = invoke(*stores, "-t", "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    scores = json.loads((tmp_path / "o" / "scores.json").read_text())
+    acc = {k: v["accuracy"] for k, v in scores.items()}
+    assert all(a["protocol"] == "probe" and a["n_test"] == 18 for a in acc.values())
+    assert acc["p2"]["value"] > 0.9 and acc["p0"]["value"] < 0.8
+    taus = {row["score"]: row for row in csv.DictReader(open(tmp_path / "o" / "taus.csv"))}
+    assert taus["knn_acc"]["protocol"] == "probe" and float(taus["knn_acc"]["kendall_tau"]) > 0
+    assert "accuracy on the test split" in (tmp_path / "o" / "summary.md").read_text()
 
 
 def test_missing_logits_computes_the_rest_and_warns(tmp_path):
@@ -238,10 +263,12 @@ def test_fit_and_analyze_share_runs_dir_and_never_overwrite_a_run(tmp_path):
     r = runner.invoke(app, ["fit", *map(str, stores), "--clf", "knn", "--runs-dir", str(runs), "--name", "lb"])
     assert r.exit_code == 0, r.output
     assert len(list(runs.glob("lb/*/metrics.json"))) == 3
-    r = invoke(*stores, "-t", "--runs-dir", runs)
+    r = invoke(*stores, "-t", "--runs-dir", runs, "--judge-by", "fit:knn")
     assert r.exit_code == 0, r.output
     first = runs / "analyze-r0-vs-r1-vs-r2"
     assert (first / "taus.csv").exists()  # fit results were found under the shared --runs-dir
+    judged = json.loads((first / "scores.json").read_text())["r2"]["accuracy"]
+    assert judged["protocol"] == "fit:knn" and judged["runs"] == 1 and judged["value"] > 0.9
     r = invoke(*stores, "-t", "--runs-dir", runs)
     assert r.exit_code == 0 and (runs / "analyze-r0-vs-r1-vs-r2-2" / "scores.json").exists()
     assert f"{first} already holds a run" in r.output
