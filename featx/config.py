@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
-"""Version of the HDF5 store layout (bumped when the layout changes)."""
+SCHEMA_VERSION = 2
+"""Version of the HDF5 store layout (bumped when the layout changes; v2 added file stats and precision)."""
 
 POOLS = ("avg", "max", "gem", "flatten", "spp", "none")
 TTAS = ("none", "hflip")
@@ -165,6 +165,7 @@ class ExtractCfg:
     tta: str = "none"
     dtype: str = "float32"
     with_logits: bool = False
+    precision: str = "fp32"  # numeric path of the network: fp32 | bf16 | fp16 ("auto" only in a request)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

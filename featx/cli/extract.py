@@ -9,7 +9,7 @@ import typer
 
 from . import app
 from ._common import handles_errors, out
-from .options import Dtype, Pool, Precision, Tta, check_device, value
+from .options import Dtype, Missing, Pool, Precision, Tta, check_device, parse_ratios, value
 
 EXTRACT_EXAMPLES = """
 Examples:
@@ -20,6 +20,18 @@ Examples:
 
   featx extract -b resnet50 --layer layer4 --pool spp --with-logits --tta hflip --data DIR
 """
+
+
+SYNC_WORDS = {"new": "{} new", "changed": "{} changed (re-extracted in place)", "retried": "{} failed retried",
+              "missing": "{} rows dropped (file gone)", "kept_missing": "{} rows kept whose file is gone "
+              "(--missing drop removes them)", "forgotten_failures": "{} failures forgotten (file gone)",
+              "relabelled": "{} relabelled", "resplit": "{} moved to another split",
+              "restat": "{} touched but identical (stats updated)", "hashed": "{} hashed"}
+
+
+def sync_line(summary: dict[str, int]) -> str:
+    """``featx extract``'s account of what changed against the store, e.g. "2 new, 1 relabelled"."""
+    return ", ".join(SYNC_WORDS[k].format(v) for k, v in summary.items() if v and k in SYNC_WORDS)
 
 
 @app.command(epilog=EXTRACT_EXAMPLES)
@@ -43,36 +55,60 @@ def extract(
     image_size: Annotated[Optional[int], typer.Option(help="Override the input size (crop ratio kept).")] = None,
     label_from_name: Annotated[Optional[str], typer.Option(help="Regex whose group 1 in the file name is the "
                                                            "label, e.g. '^(.+?)_'.")] = None,
-    split_seed: Annotated[int, typer.Option(help="Seed of the stratified 80/10/10 split used when the data has "
-                                            "none.")] = 0,
+    split_seed: Annotated[int, typer.Option(help="Seed of the hash split used when the data has none (a row's split "
+                                            "depends only on its id, class and this seed).")] = 0,
+    split_ratios: Annotated[str, typer.Option(help="train,val,test fractions of that split.")] = "0.8,0.1,0.1",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps.", callback=check_device)] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(help="Images per batch (default 10 on CPU, 64 on "
                                                       "CUDA).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (default: CPUs - 1).")] = None,
     streams: Annotated[Optional[int], typer.Option(help="Batches run in parallel, one intra-op thread each "
                                                    "(default: one per core up to 4 on CPU, 1 on CUDA).")] = None,
-    precision: Annotated[Precision, typer.Option(help="auto: bf16/fp16 autocast on CUDA, fp32 on CPU.")] = Precision.auto,
+    precision: Annotated[Precision, typer.Option(help="auto: the store's precision if it exists, else bf16/fp16 "
+                                                 "autocast on CUDA and fp32 on CPU. Part of the fingerprint.")]
+    = Precision.auto,
     channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last",
                                                 help="channels_last memory layout (faster for convnets).")] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the store afresh.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Build the store afresh beside the old one, which it "
+                                            "replaces at the end (an interrupted run leaves the old one).")] = False,
+    missing: Annotated[Missing, typer.Option(help="Rows whose image file is gone: drop them (default) or keep "
+                                             "them; either way the run says how many.")] = Missing.drop,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Try unreadable images again even if their "
+                                               "file did not change (changed ones are always retried).")] = False,
+    hash_files: Annotated[bool, typer.Option("--hash", help="Also keep a content hash per row: a file whose time "
+                                             "changed but whose bytes did not is not re-extracted.")] = False,
+    relocate: Annotated[bool, typer.Option("--relocate", help="Accept a store made from another data root (same "
+                                           "ids under a new mount point) and point it at --data.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Embed every image under --data with a frozen backbone into an HDF5 store.
 
-    Re-running the same command is a cache hit (the model is not loaded); new
-    images are appended; an interrupted run resumes where it stopped.
+    Re-running the same command is a cache hit when no file changed (the model is
+    not loaded). New images are appended, changed ones re-extracted in place,
+    deleted ones follow --missing, changed labels and splits are rewritten without
+    re-extracting; an interrupted run resumes where it stopped.
     """
     from ..extraction.run import extract as run
 
     res = run(backbone, data, out=out_path, weights=weights, layer=layer, pool=value(pool), tta=value(tta),
               dtype=value(dtype), with_logits=with_logits, image_size=image_size, label_from_name=label_from_name,
-              split_seed=split_seed, device=device, batch_size=batch_size, workers=workers, streams=streams,
-              precision=value(precision), channels_last=channels_last, overwrite=overwrite, progress=not quiet)
+              split_seed=split_seed, split_ratios=parse_ratios(split_ratios), device=device, batch_size=batch_size,
+              workers=workers, streams=streams, precision=value(precision), channels_last=channels_last,
+              overwrite=overwrite, missing=value(missing), retry_failed=retry_failed, hash=hash_files,
+              relocate=relocate, progress=not quiet)
+    changes = sync_line(res.sync)
     if res.cache_hit:
-        out(f"cache hit: {res.path} already holds all {res.n_rows} rows; nothing to do")
+        out(f"cache hit: {res.path} already holds all {res.n_rows} rows; nothing to do"
+            + (f" ({changes})" if changes else ""))
         return
-    out(f"wrote {res.n_new} new rows to {res.path} ({res.n_rows} rows in all) in {res.seconds:.1f} s, "
-        f"{res.images_per_s:.1f} img/s; {len(res.failures)} unreadable")
+    if changes:
+        out(f"synced with the data: {changes}")
+    if not res.n_new and not res.failures:
+        out(f"updated {res.path} without extracting ({res.n_rows} rows)")
+        return
+    out(f"wrote {res.n_new} rows to {res.path} ({res.n_rows} rows in all) in {res.seconds:.1f} s, "
+        f"{res.images_per_s:.1f} img/s, {res.precision or 'fp32'} on {res.device or 'no device'}; "
+        f"{len(res.failures)} unreadable")
     for image_id, reason in res.failures[:10]:
         out(f"  failed: {image_id}: {reason}")
     if len(res.failures) > 10:

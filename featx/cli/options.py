@@ -12,6 +12,7 @@ import typer
 
 from ..config import DTYPES, POOLS, PRECISIONS, TTAS
 from ..data.splits import SPLITS
+from ..store.sync import MISSING_POLICIES
 
 
 def _choices(name: str, values) -> type[Enum]:
@@ -24,6 +25,7 @@ Dtype = _choices("Dtype", DTYPES)
 Precision = _choices("Precision", PRECISIONS)
 ClassWeight = _choices("ClassWeight", ("none", "balanced"))
 Split = _choices("Split", ("all", *SPLITS))
+Missing = _choices("Missing", MISSING_POLICIES)
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -33,6 +35,17 @@ def check_device(value: str) -> str:
     if not _DEVICE.match(value):
         raise typer.BadParameter(f"{value!r} is not one of auto, cpu, cuda, cuda:N, mps")
     return value
+
+
+def parse_ratios(text: str) -> tuple[float, float, float]:
+    """``--split-ratios 0.8,0.1,0.1``."""
+    try:
+        ratios = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: give three numbers train,val,test, e.g. 0.8,0.1,0.1") from None
+    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6 or ratios[0] <= 0:
+        raise typer.BadParameter(f"{text!r}: need three non-negative numbers that sum to 1 with train > 0")
+    return ratios  # type: ignore[return-value]
 
 
 def value(choice: Enum | None) -> str | None:

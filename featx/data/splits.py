@@ -1,6 +1,16 @@
-"""Train / val / test splits: names, aliases, and the seeded stratified split used when the data has none."""
+"""Train / val / test splits: names, aliases, and the seeded hash split used when the data has none.
+
+A row's split depends only on its id, its class and the seed: ``u = blake2b(seed, class, id)``
+read as a number in [0, 1) is compared with the cumulative ratios. Adding or removing
+images therefore never moves an existing image between train, val and test. The one
+exception keeps tiny classes usable: a class that would get no train row at all has
+its lowest-``u`` row put in train.
+"""
 
 from __future__ import annotations
+
+import hashlib
+from typing import Sequence
 
 import numpy as np
 
@@ -12,22 +22,30 @@ SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
 
 
-def stratified_split(labels: np.ndarray, *, seed: int = 0,
-                     ratios: tuple[float, float, float] = DEFAULT_RATIOS) -> tuple[str, ...]:
-    """Seeded per-class train/val/test assignment (every class gets train rows first)."""
-    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6:
-        raise DataError(f"--split-ratios {ratios}: need three non-negative numbers that sum to 1")
-    rng = np.random.default_rng(seed)
-    out = np.empty(len(labels), dtype=object)
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        idx = idx[rng.permutation(len(idx))]
-        n = len(idx)
-        n_test = int(round(ratios[2] * n)) if n >= 3 else 0
-        n_val = int(round(ratios[1] * n)) if n >= 3 else 0
-        n_train = max(1, n - n_val - n_test)
-        n_val = min(n_val, n - n_train)
-        out[idx[:n_train]] = "train"
-        out[idx[n_train:n_train + n_val]] = "val"
-        out[idx[n_train + n_val:]] = "test"
+def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
+    """``ratios`` as a (train, val, test) tuple, or :class:`DataError` naming ``--split-ratios``."""
+    ratios = tuple(float(r) for r in ratios)
+    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6 or ratios[0] <= 0:
+        raise DataError(f"--split-ratios {','.join(f'{r:g}' for r in ratios)}: need three non-negative numbers "
+                        "train,val,test that sum to 1 with train > 0, e.g. 0.8,0.1,0.1")
+    return ratios  # type: ignore[return-value]
+
+
+def unit_hash(seed: int, label: str, image_id: str) -> float:
+    """A stable number in [0, 1) for (seed, class, id); odd (non-UTF-8) names hash by their bytes."""
+    key = f"{seed}\0{label}\0{image_id}".encode("utf-8", "surrogateescape")
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2.0 ** 64
+
+
+def hash_split(ids: Sequence[str], names: Sequence[str], *, seed: int = 0,
+               ratios: Sequence[float] = DEFAULT_RATIOS) -> tuple[str, ...]:
+    """Per-row train/val/test from (seed, class, id) alone; see the module docstring."""
+    r_train, r_val, _ = check_ratios(ratios)
+    u = np.array([unit_hash(seed, c, i) for i, c in zip(ids, names)], dtype=np.float64)
+    out = np.where(u < r_train, "train", np.where(u < r_train + r_val, "val", "test")).astype(object)
+    names_arr = np.asarray(names, dtype=object)
+    for c in set(names):
+        rows = np.flatnonzero(names_arr == c)
+        if not (out[rows] == "train").any():
+            out[rows[np.argmin(u[rows])]] = "train"
     return tuple(out.tolist())

@@ -88,6 +88,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     raise OptionError(f"--precision {precision!r}: use auto, fp32, bf16 or fp16")
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The fingerprint's name of an autocast dtype (None: fp32)."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
 class Embedder:
     """Normalise a uint8 NHWC batch on the device and return (features, logits) as float32 numpy."""
 
@@ -151,7 +156,7 @@ def embed_paths(fingerprint: dict, paths: Sequence[str | Path], *, weights: str 
     """
     cfg = ExtractCfg.from_dict(fingerprint)
     weights = weights_argument(cfg, weights)
-    embed = build_embedder(cfg, weights, device=device)
+    embed = build_embedder(cfg, weights, device=device, precision=cfg.precision)
     paths = [Path(p) for p in paths]
     out, failures = [], []
     for idx, x, failed in iter_batches(paths, cfg.data, batch_size=batch_size, workers=workers,

@@ -1,5 +1,6 @@
 """Planning an extraction without torch: the fingerprint (:func:`make_cfg`), the default store path,
-the dataset, and the cache-hit test, so a finished extraction is answered in well under a second."""
+the dataset with its file stats, and the comparison with an existing store (:func:`store_state`), so
+a finished extraction is answered in well under a second."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from pathlib import Path
 
 from ..backbones.registry import get_cfg
 from ..backbones.weights import weights_identity
-from ..config import DTYPES, POOLS, TTAS, BackboneCfg, ExtractCfg, LayerInfo, cache_dir
-from ..data.discover import ImageDataset, load_dataset
-from ..errors import BackboneError, DataError, OptionError
-from ..store.reader import covered_rows
+from ..config import DTYPES, POOLS, PRECISIONS, TTAS, BackboneCfg, ExtractCfg, LayerInfo, cache_dir
+from ..data.discover import HASH_ALGO, ImageDataset, load_dataset
+from ..data.splits import DEFAULT_RATIOS
+from ..errors import BackboneError, DataError, OptionError, StoreError
+from ..store.reader import read_snapshot
+from ..store.schema import decode_attrs, settings_problem
+from ..store.sync import MISSING_POLICIES, Delta, StoreRows, diff
 from ..store.writer import check_target
 
 
@@ -41,8 +45,12 @@ def resolve_layer(bcfg: BackboneCfg, layer: str | None) -> LayerInfo:
 
 def make_cfg(backbone: str, *, weights: str = "imagenet", layer: str | None = None, pool: str | None = None,
              tta: str = "none", dtype: str = "float32", with_logits: bool = False,
-             image_size: int | None = None) -> tuple[ExtractCfg, BackboneCfg]:
-    """The fingerprint of an extraction request (no torch for listed backbones)."""
+             image_size: int | None = None, precision: str = "auto") -> tuple[ExtractCfg, BackboneCfg]:
+    """The fingerprint of an extraction request (no torch for listed backbones).
+
+    ``precision="auto"`` stays "auto" here: the run resolves it (the existing store's precision,
+    else bf16/fp16 on CUDA and fp32 on CPU) and the store records the resolved value.
+    """
     bcfg = get_cfg(backbone)
     info = resolve_layer(bcfg, layer)
     pool = pool or info.pool
@@ -54,6 +62,8 @@ def make_cfg(backbone: str, *, weights: str = "imagenet", layer: str | None = No
         pool = "none"
     if tta not in TTAS:
         raise OptionError(f"--tta {tta!r}: use one of {', '.join(TTAS)}")
+    if precision not in PRECISIONS:
+        raise OptionError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if dtype not in DTYPES:
         raise OptionError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     if bcfg.source == "pixels" and with_logits:
@@ -62,7 +72,7 @@ def make_cfg(backbone: str, *, weights: str = "imagenet", layer: str | None = No
     cfg = ExtractCfg(backbone=bcfg.name, arch=bcfg.arch, source=bcfg.source,
                      weights="none" if bcfg.source == "pixels" else weights_identity(bcfg, weights),
                      layer=info.name, module=info.module, pool=pool, data=data, tta=tta, dtype=dtype,
-                     with_logits=with_logits)
+                     with_logits=with_logits, precision="fp32" if bcfg.source == "pixels" else precision)
     return cfg, bcfg
 
 
@@ -75,10 +85,11 @@ def default_out(cfg: ExtractCfg, dataset: ImageDataset) -> Path:
 
 def plan_extraction(backbone: str, data: str | Path, *, out: str | Path | None = None,
                     label_from_name: str | None = None, split_seed: int = 0,
-                    weights: str = "imagenet", **cfg_kwargs) -> Plan:
-    """Resolve an extraction request: fingerprint, backbone config, dataset and output path."""
+                    split_ratios: tuple[float, float, float] = DEFAULT_RATIOS, weights: str = "imagenet",
+                    **cfg_kwargs) -> Plan:
+    """Resolve an extraction request: fingerprint, backbone config, dataset (with file stats) and output path."""
     cfg, bcfg = make_cfg(backbone, weights=weights, **cfg_kwargs)
-    dataset = load_dataset(data, label_from_name=label_from_name, split_seed=split_seed)
+    dataset = load_dataset(data, label_from_name=label_from_name, split_seed=split_seed, split_ratios=split_ratios)
     try:
         str(dataset.root).encode("utf-8")
     except UnicodeEncodeError:
@@ -93,10 +104,58 @@ def store_meta(plan: Plan) -> dict:
     """What a new store records about the data beside the fingerprint."""
     ds = plan.dataset
     return {"classes": list(ds.classes), "data_root": str(ds.root), "dataset": ds.name, "layout": ds.layout,
-            "split_source": ds.split_source, "backbone": plan.backbone.to_dict()}
+            "split_source": ds.split_source, "source": ds.source, "backbone": plan.backbone.to_dict()}
 
 
-def cached_rows(plan: Plan) -> int | None:
-    """Row count when ``plan.out`` is a finished store of this fingerprint covering every image, else None."""
-    ds = plan.dataset
-    return covered_rows(plan.out, plan.cfg, ds.classes, ds.ids)
+@dataclass(frozen=True)
+class SyncOptions:
+    """How a run reconciles an existing store with the data (``featx extract`` flags)."""
+
+    missing: str = "drop"  # rows whose file is gone: drop | keep
+    retry_failed: bool = False  # try failed images again even if their file did not change
+    hash: bool = False  # keep a content hash per row (a touched but identical file is not re-extracted)
+    relocate: bool = False  # accept a store made from another data root (the same ids under a new mount)
+
+    def __post_init__(self):
+        if self.missing not in MISSING_POLICIES:
+            raise OptionError(f"--missing {self.missing!r}: use one of {', '.join(MISSING_POLICIES)}")
+
+
+@dataclass
+class StoreState:
+    """An existing store as the plan sees it: its attributes, rows, and the delta to the data."""
+
+    attrs: dict
+    delta: Delta
+
+    @property
+    def cache_hit(self) -> bool:
+        return bool(self.attrs.get("complete")) and self.delta.empty
+
+
+def compare(plan: Plan, attrs: dict, rows: StoreRows | None, sync: SyncOptions) -> Delta:
+    """The delta from a store (its decoded ``attrs`` and ``rows``) to the plan's data, or a StoreError."""
+    problem = settings_problem(attrs, plan.cfg)
+    if problem:
+        raise StoreError(f"{plan.out}: {problem}; choose another --out or pass --overwrite")
+    assert rows is not None  # a store of this schema has rows
+    root = str(plan.dataset.root)
+    if rows.data_root and rows.data_root != root and not sync.relocate:
+        raise StoreError(f"{plan.out}: made from {rows.data_root}, but --data is {root}; pass --relocate to point "
+                         "the store at the new place (files compared by size and time, changed ones re-extracted) "
+                         "or choose another --out")
+    return diff(rows, plan.dataset, missing=sync.missing, retry_failed=sync.retry_failed,
+                hash_algo=HASH_ALGO if sync.hash else "")
+
+
+def store_state(plan: Plan, sync: SyncOptions) -> StoreState | None:
+    """How ``plan.out`` compares with the data (None when there is no store yet); torch-free and cheap."""
+    if not plan.out.is_file():
+        return None
+    attrs, rows = read_snapshot(plan.out, _read_rows)
+    return StoreState(attrs, compare(plan, attrs, rows, sync))
+
+
+def _read_rows(f) -> tuple[dict, StoreRows | None]:
+    attrs = decode_attrs(f.attrs)
+    return attrs, StoreRows.read(f) if int(attrs.get("schema_version", 1)) >= 2 else None

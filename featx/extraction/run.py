@@ -1,20 +1,27 @@
-"""Batch extraction: images -> frozen backbone -> HDF5 store, resumable and cached.
+"""Batch extraction: images -> frozen backbone -> HDF5 store, kept in step with the folder.
 
-:func:`extract` plans without torch (:mod:`featx.extraction.plan`) and answers a
-cache hit at once. Otherwise it builds the model once and appends batch by batch
-(only the ids not yet stored), then marks the store complete; torch is imported
-only then.
+:func:`extract` plans without torch (:mod:`featx.extraction.plan`) and compares the store
+with the data (:mod:`featx.store.sync`). Nothing changed: a cache hit, answered at once.
+Only labels, splits, stats or deletions changed: those are applied without a model.
+Otherwise the model is built once and runs over the new, changed and retried images only;
+changed rows are replaced in place, new ones appended, and the store is marked complete.
+torch is imported only then.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..store.writer import open_writer
-from .plan import Plan, cached_rows, plan_extraction, store_meta
+from ..data.discover import HASH_ALGO, file_digest
+from ..data.splits import DEFAULT_RATIOS
+from ..errors import StoreError
+from ..store.sync import Delta, StoreRows
+from ..store.writer import StoreWriter, open_writer
+from .plan import Plan, SyncOptions, compare, plan_extraction, store_meta, store_state
 
 
 @dataclass
@@ -22,9 +29,12 @@ class ExtractResult:
     path: Path
     cache_hit: bool
     n_rows: int
-    n_new: int
+    n_new: int  # rows computed by the network this run (new, changed and retried images)
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    sync: dict[str, int] = field(default_factory=dict)  # what changed against the store (Delta.summary)
+    precision: str = ""
+    device: str = ""
 
     @property
     def images_per_s(self) -> float:
@@ -34,64 +44,154 @@ class ExtractResult:
 def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, weights: str = "imagenet",
             layer: str | None = None, pool: str | None = None, tta: str = "none", dtype: str = "float32",
             with_logits: bool = False, image_size: int | None = None, label_from_name: str | None = None,
-            split_seed: int = 0, device: str = "auto", batch_size: int | None = None,
-            workers: int | None = None, streams: int | None = None, precision: str = "auto", channels_last: bool = True,
-            overwrite: bool = False, progress: bool = True,
+            split_seed: int = 0, split_ratios: tuple[float, float, float] = DEFAULT_RATIOS, device: str = "auto",
+            batch_size: int | None = None, workers: int | None = None, streams: int | None = None,
+            precision: str = "auto", channels_last: bool = True, overwrite: bool = False, missing: str = "drop",
+            retry_failed: bool = False, hash: bool = False, relocate: bool = False, progress: bool = True,
             on_batch: Callable[[int], None] | None = None) -> ExtractResult:
     """Extract features of every image under ``data`` into a store; see ``featx extract --help``.
 
     ``on_batch(k)`` is called after the k-th batch is written (tests use it to interrupt).
     """
     t0 = time.perf_counter()
+    sync = SyncOptions(missing=missing, retry_failed=retry_failed, hash=hash, relocate=relocate)
     plan = plan_extraction(backbone, data, out=out, label_from_name=label_from_name, split_seed=split_seed,
-                           weights=weights, layer=layer, pool=pool, tta=tta, dtype=dtype,
-                           with_logits=with_logits, image_size=image_size)
-    n_rows = None if overwrite else cached_rows(plan)
-    if n_rows is not None:
-        return ExtractResult(plan.out, True, n_rows, 0, [], time.perf_counter() - t0)
-    return _run(plan, device=device, batch_size=batch_size, workers=workers, streams=streams, precision=precision,
-                channels_last=channels_last, overwrite=overwrite, progress=progress, on_batch=on_batch, t0=t0)
+                           split_ratios=split_ratios, weights=weights, layer=layer, pool=pool, tta=tta, dtype=dtype,
+                           with_logits=with_logits, image_size=image_size, precision=precision)
+    state = None if overwrite else store_state(plan, sync)
+    if state is not None and state.cache_hit:
+        fp = state.attrs.get("fingerprint", {})
+        return ExtractResult(plan.out, True, int(state.attrs.get("rows", 0)), 0, [], time.perf_counter() - t0,
+                             state.delta.summary(), fp.get("precision", ""))
+    run = _Run(plan, sync, device=device, batch_size=batch_size, workers=workers, streams=streams,
+               precision=precision, channels_last=channels_last, progress=progress, on_batch=on_batch)
+    with open_writer(plan.out, plan.cfg, overwrite=overwrite) as writer:
+        result = run(writer)
+    result.seconds = time.perf_counter() - t0
+    return result
 
 
-def _run(plan: Plan, *, device, batch_size, workers, streams, precision, channels_last, overwrite, progress,
-         on_batch, t0) -> ExtractResult:
-    from tqdm.auto import tqdm
+class _Run:
+    """One extraction run against an open writer: reconcile, embed what is missing, finalise."""
 
-    from ..engine.embed import blank_batch, build_embedder, default_streams, embed_in_order
-    from ..engine.loader import iter_batches
+    def __init__(self, plan: Plan, sync: SyncOptions, *, device, batch_size, workers, streams, precision,
+                 channels_last, progress, on_batch):
+        self.plan, self.sync = plan, sync
+        self.device, self.batch_size, self.workers, self.streams = device, batch_size, workers, streams
+        self.precision, self.channels_last, self.progress, self.on_batch = precision, channels_last, progress, on_batch
+        self.failures: list[tuple[str, str]] = []
+        self.n_new = 0
 
-    embed = build_embedder(plan.cfg, plan.weights, device=device, precision=precision,
-                           channels_last=channels_last)
-    batch_size = batch_size or (64 if embed.device.type == "cuda" else 10)
-    streams = streams or default_streams(embed.device)
-    ds = plan.dataset
-    probe, logits_probe = embed(blank_batch(plan.cfg))
-    dim = probe.shape[1]
-    logits_dim = logits_probe.shape[1] if logits_probe is not None else None
-    failures: list[tuple[str, str]] = []
-    n_new = 0
-    t_start = time.perf_counter()
-    with open_writer(plan.out, plan.cfg, dim=dim, logits_dim=logits_dim, meta=store_meta(plan),
-                     overwrite=overwrite) as writer:
-        done = writer.done_ids()
-        todo = [i for i, id_ in enumerate(ds.ids) if id_ not in done]
-        bar = tqdm(total=len(todo), unit="img", desc=f"{plan.cfg.backbone}:{plan.cfg.layer}", disable=not progress,
+    def __call__(self, w: StoreWriter) -> ExtractResult:
+        ds = self.plan.dataset
+        delta = self._reconcile(w) if w.exists else None
+        items = delta.to_extract if delta is not None else list(range(len(ds)))
+        numeric: dict = {}
+        if items or not w.exists:
+            numeric = self._embed(w, delta, items)
+        attrs = w.attrs()
+        paths = [p for p in attrs.get("numeric", []) if isinstance(p, dict)]
+        if numeric and numeric not in paths:
+            paths.append(numeric)
+        w.finalize(numeric=paths)
+        summary = delta.summary() if delta is not None else {}
+        return ExtractResult(self.plan.out, False, w.n_rows, self.n_new, self.failures, 0.0, summary,
+                             attrs["fingerprint"].get("precision", ""), numeric.get("device", ""))
+
+    def _delta(self, w: StoreWriter) -> Delta:
+        return compare(self.plan, w.attrs(), StoreRows.read(w.f), self.sync)
+
+    def _reconcile(self, w: StoreWriter) -> Delta:
+        """Apply every change that needs no model (drops, labels, splits, stats, failures, attributes)."""
+        delta = self._delta(w)
+        dropped = delta.missing
+        if dropped:
+            w.drop(dropped)
+            delta = self._delta(w)
+            delta.missing = dropped  # reported; the rows are gone now
+        if delta.labels is not None or delta.split is not None:
+            w.relabel(delta.classes, delta.labels, delta.split)
+        ds, root = self.plan.dataset, self.plan.dataset.root
+        fresh = delta.restat + delta.rehash
+        if fresh:
+            rows, items = zip(*fresh)
+            algo = delta.attrs.get("hash", w.attrs().get("hash", ""))
+            w.set_stats(rows, ds.size[list(items)], ds.mtime_ns[list(items)],
+                        [file_digest(root / ds.ids[j]) for j in items] if algo else None)
+        retried = {ds.ids[j] for j in delta.retry}
+        forgotten = set(delta.forgotten)
+        if retried or forgotten:
+            w.set_failures([f for f in w.failures() if f[0] not in retried and f[0] not in forgotten])
+        if delta.attrs:
+            w.set_attrs(**delta.attrs)
+        return delta
+
+    def _embed(self, w: StoreWriter, delta: Delta | None, items: list[int]) -> dict:
+        from tqdm.auto import tqdm
+
+        from ..engine.embed import blank_batch, build_embedder, default_streams, embed_in_order, precision_name
+        from ..engine.loader import iter_batches
+
+        plan, ds = self.plan, self.plan.dataset
+        precision = self.precision
+        if w.exists and precision == "auto":
+            precision = w.attrs()["fingerprint"].get("precision", "auto")  # never mix precisions in one store
+        embed = build_embedder(plan.cfg, plan.weights, device=self.device, precision=precision,
+                               channels_last=self.channels_last)
+        cfg = dataclasses.replace(plan.cfg, precision=precision_name(embed.precision))
+        probe, logits_probe = embed(blank_batch(cfg))
+        logits_dim = logits_probe.shape[1] if logits_probe is not None else None
+        if not w.exists:
+            w.create(cfg, probe.shape[1], logits_dim, {**store_meta(plan), "hash": HASH_ALGO if self.sync.hash else ""})
+        elif probe.shape[1] != w.dim:
+            raise StoreError(f"{plan.out}: the network gives {probe.shape[1]} features, the store holds {w.dim}; "
+                             "pass --overwrite")
+        classes = w.attrs()["classes"]
+        index = {c: k for k, c in enumerate(classes)}
+        hashing = bool(w.attrs().get("hash"))
+        row_of = {j: i for i, j in delta.changed} if delta is not None else {}
+        failures = w.failures()
+        broken_rows: list[int] = []
+        batch_size = self.batch_size or (64 if embed.device.type == "cuda" else 10)
+        bar = tqdm(total=len(items), unit="img", desc=f"{cfg.backbone}:{cfg.layer}", disable=not self.progress,
                    mininterval=1.0, smoothing=0.1)
-        batches = iter_batches([ds.path(i) for i in todo], plan.cfg.data, batch_size=batch_size, workers=workers,
+        batches = iter_batches([ds.path(j) for j in items], cfg.data, batch_size=batch_size, workers=self.workers,
                                pin_memory=embed.device.type == "cuda")
+        streams = self.streams or default_streams(embed.device)
         for k, (idx, failed, feats, logits) in enumerate(embed_in_order(embed, batches, streams), start=1):
-            rows = [todo[j] for j in idx]
-            if rows:
-                writer.append([ds.ids[r] for r in rows], ds.labels[rows], [ds.split[r] for r in rows], feats, logits)
-                n_new += len(rows)
+            got = [items[b] for b in idx]
+            digests = [file_digest(ds.path(j)) for j in got] if hashing else None
+            new = [n for n, j in enumerate(got) if j not in row_of]
+            old = [n for n, j in enumerate(got) if j in row_of]
+            if old:
+                sel = [got[n] for n in old]
+                w.replace([row_of[j] for j in sel], feats[old], None if logits is None else logits[old],
+                          size=ds.size[sel], mtime_ns=ds.mtime_ns[sel],
+                          hashes=None if digests is None else [digests[n] for n in old])
+            if new:
+                sel = [got[n] for n in new]
+                w.append([ds.ids[j] for j in sel], [index[ds.classes[ds.labels[j]]] for j in sel],
+                         [ds.split[j] for j in sel], feats[new], None if logits is None else logits[new],
+                         size=ds.size[sel], mtime_ns=ds.mtime_ns[sel],
+                         hashes=None if digests is None else [digests[n] for n in new])
+            self.n_new += len(got)
             if failed:
-                bad = [(ds.ids[todo[j]], reason) for j, reason in failed]
-                writer.record_failures(bad)
-                failures += bad
+                bad = [(items[b], reason) for b, reason in failed]
+                self.failures += [(ds.ids[j], reason) for j, reason in bad]
+                failures += [(ds.ids[j], reason, int(ds.size[j]), int(ds.mtime_ns[j])) for j, reason in bad]
+                broken_rows += [row_of[j] for j, _ in bad if j in row_of]
+                w.set_failures(failures)
             bar.update(len(idx) + len(failed))
-            if on_batch is not None:
-                on_batch(k)
+            if self.on_batch is not None:
+                self.on_batch(k)
         bar.close()
-        writer.finalize()
-        n_rows = writer.n_rows
-    return ExtractResult(plan.out, False, n_rows, n_new, failures, time.perf_counter() - t_start)
+        w.drop(broken_rows)  # a changed file that no longer reads keeps no stale row
+        return {"device": embed.device.type, "precision": cfg.precision, "runtime": "torch",
+                "torch": _torch_version()}
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+

@@ -1,17 +1,24 @@
-"""Reading stores: :func:`load_features` into a :class:`FeatureSet`, :func:`read_attrs`, and the cache-hit test."""
+"""Reading stores: :func:`load_features` into a :class:`FeatureSet`, :func:`read_attrs`, and
+:func:`read_snapshot`, the consistent read that every featx reader goes through.
+
+Plain h5py readers get the same guarantee by opening with ``locking=False`` and using the
+first ``attrs["rows"]`` rows of each dataset (see the README, "What the store guarantees").
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, TypeVar
 
 import h5py
 import numpy as np
 
-from ..config import ExtractCfg
 from ..errors import StoreError
-from .schema import format_problem, settings_problem, summary_attrs
+from .schema import format_problem, generation, is_access_error, open_h5, read_strs, structure_problem, summary_attrs
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -48,14 +55,22 @@ class FeatureSet:
         return len(self.ids)
 
 
-def open_store(path: Path) -> h5py.File:
-    """Open a store read-only, or raise :class:`StoreError` saying why it cannot be read."""
+ERROR_WAIT_S = 2.0  # how long a reader retries a file that looks damaged (it may be mid-write)
+UPDATE_WAIT_S = 30.0  # how long it waits for an in-place update of existing rows to finish
+
+
+def _check_path(path: Path) -> None:
     if not path.exists():
         raise StoreError(f"{path}: no such feature store; run `featx extract` first")
     if path.is_dir():
         raise StoreError(f"{path}: is a folder, not a feature store; pass the .h5 file written by `featx extract`")
+
+
+def open_store(path: Path) -> h5py.File:
+    """Open a store read-only (no HDF5 locking), or raise :class:`StoreError` saying why it cannot be read."""
+    _check_path(path)
     try:
-        f = h5py.File(path, "r")
+        f = open_h5(path, "r")
     except OSError as exc:
         raise StoreError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]}); "
                          "re-run `featx extract` to rebuild it") from None
@@ -64,6 +79,79 @@ def open_store(path: Path) -> h5py.File:
         f.close()
         raise StoreError(f"{path}: {problem}")
     return f
+
+
+def read_snapshot(path: str | Path, read: Callable[[h5py.File], T]) -> T:
+    """``read(f)`` on a consistent view of the store while a writer may be appending or updating it.
+
+    Readers see only committed rows (``attrs["rows"]``, written after the rows). An in-place update
+    (changed files, relabels) brackets itself with an odd ``attrs["generation"]``; a read that saw an
+    odd or changed generation is repeated. A file that fails structural checks is retried for
+    ``ERROR_WAIT_S`` (a write may be in flight) and then reported as damaged.
+    """
+    path = Path(path)
+    _check_path(path)
+    start, delay, problem = time.monotonic(), 0.01, ""
+    while True:
+        try:
+            with _open_checked(path) as f:
+                gen = generation(f)
+                result = read(f) if gen % 2 == 0 else None
+            if gen % 2 == 0:
+                with _open_checked(path) as f:
+                    if generation(f) == gen:
+                        return result
+            waited, problem, limit = time.monotonic() - start, "", UPDATE_WAIT_S
+        except _Damaged as exc:
+            waited, problem, limit = time.monotonic() - start, str(exc), ERROR_WAIT_S
+        if waited > limit:
+            if problem:
+                raise StoreError(f"{path}: damaged feature store ({problem}); re-run `featx extract` (it keeps "
+                                 "this file aside as .corrupt-<time> and rebuilds)")
+            raise StoreError(f"{path}: an update of this store has not finished for {limit:.0f} s; if no featx "
+                             "extract is running, re-run the extract command to finish it")
+        time.sleep(delay)
+        delay = min(0.2, delay * 2)
+
+
+class _Damaged(Exception):
+    pass
+
+
+def _open_checked(path: Path) -> h5py.File:
+    try:
+        f = open_h5(path, "r")
+    except StoreError:
+        raise
+    except OSError as exc:
+        if is_access_error(exc):
+            raise StoreError(f"{path}: cannot be read ({str(exc).splitlines()[0]})") from None
+        raise _Damaged(f"not a readable HDF5 file: {str(exc).splitlines()[0]}") from None
+    problem = format_problem(f.attrs)
+    if problem:
+        f.close()
+        raise StoreError(f"{path}: {problem}")
+    problem = structure_problem(f)
+    if problem:
+        f.close()
+        raise _Damaged(problem)
+    return _Guarded(f)
+
+
+class _Guarded:
+    """Context manager over an open file turning read errors into :class:`_Damaged` (retried)."""
+
+    def __init__(self, f: h5py.File):
+        self.f = f
+
+    def __enter__(self) -> h5py.File:
+        return self.f
+
+    def __exit__(self, kind, exc, tb):
+        self.f.close()
+        if exc is not None and isinstance(exc, (OSError, KeyError, ValueError, RuntimeError, TypeError)):
+            raise _Damaged(str(exc).splitlines()[0] if str(exc) else kind.__name__) from None
+        return False
 
 
 def _attrs(f: h5py.File, path: Path, require_complete: bool) -> dict:
@@ -76,42 +164,34 @@ def _attrs(f: h5py.File, path: Path, require_complete: bool) -> dict:
 
 def read_attrs(path: str | Path, *, require_complete: bool = False) -> dict:
     """The store's attributes, decoded, with n_rows, dim, dtype, n_failed (cheap: reads no rows)."""
-    with open_store(Path(path)) as f:
-        return _attrs(f, Path(path), require_complete)
+    return read_snapshot(path, lambda f: _attrs(f, Path(path), require_complete))
+
+
+def _failed(f: h5py.File) -> list[tuple[str, str]]:
+    n = min(f["failed/id"].shape[0], f["failed/reason"].shape[0])
+    return list(zip(read_strs(f["failed/id"], n), read_strs(f["failed/reason"], n)))
 
 
 def load_features(path: str | Path, *, require_complete: bool = True, with_features: bool = True) -> FeatureSet:
-    """Read a store. Raises :class:`StoreError` if it is missing, foreign or unfinished."""
+    """Read a store's committed rows. Raises :class:`StoreError` if it is missing, foreign, damaged or unfinished."""
     path = Path(path)
-    with open_store(path) as f:
+
+    def read(f: h5py.File) -> FeatureSet:
         attrs = _attrs(f, path, require_complete)
-        feats = f["features"][...].astype(np.float32) if with_features else np.empty((0, 0), np.float32)
+        n = attrs["n_rows"]
+        feats = f["features"][:n].astype(np.float32) if with_features else np.empty((0, 0), np.float32)
         return FeatureSet(
             path=path,
             features=feats,
-            labels=f["labels"][...].astype(np.int64),
-            ids=np.array(f["ids"].asstr()[...], dtype=object),
-            split=np.array(f["split"].asstr()[...], dtype=object),
+            labels=f["labels"][:n].astype(np.int64),
+            ids=read_strs(f["ids"], n),
+            split=read_strs(f["split"], n),
             classes=list(attrs["classes"]),
             fingerprint=attrs.get("fingerprint", {}),
-            logits=f["logits"][...].astype(np.float32) if "logits" in f else None,
-            failed=list(zip(f["failed/id"].asstr()[...], f["failed/reason"].asstr()[...])),
+            logits=f["logits"][:n].astype(np.float32) if "logits" in f else None,
+            failed=_failed(f),
             data_root=Path(attrs.get("data_root", ".")),
             attrs=attrs,
         )
 
-
-def covered_rows(path: Path, cfg: ExtractCfg, classes: Sequence[str], ids: Sequence[str]) -> int | None:
-    """Row count of ``path`` if it is a finished store of ``cfg`` holding (or having failed) every id, else None."""
-    if not path.is_file():
-        return None
-    try:
-        with open_store(path) as f:
-            attrs = summary_attrs(f)
-            if not attrs.get("complete") or settings_problem(attrs, cfg, classes):
-                return None
-            stored = f["ids"].asstr()[...]
-            have = set(stored) | set(f["failed/id"].asstr()[...])
-    except StoreError:
-        return None
-    return len(stored) if have.issuperset(ids) else None
+    return read_snapshot(path, read)

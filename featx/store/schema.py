@@ -1,7 +1,8 @@
-"""The store's layout: datasets, attributes, and the checks that a file is a usable featx store."""
+"""The store's layout: datasets, attributes, string encoding, and the checks that a file is a usable store."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -14,10 +15,43 @@ import h5py
 import numpy as np
 
 from ..config import SCHEMA_VERSION, ExtractCfg
+from ..errors import StoreError
 
 FORMAT = "featx-features"
 STR = h5py.string_dtype("utf-8")
-JSON_ATTRS = ("classes", "fingerprint", "backbone", "versions")
+JSON_ATTRS = ("classes", "fingerprint", "backbone", "versions", "source", "numeric")
+ROW_DATASETS = ("features", "labels", "ids", "split", "size", "mtime_ns", "hash", "logits")
+FAILED_DATASETS = ("id", "reason", "size", "mtime_ns")
+
+
+def is_lock_error(exc: OSError) -> bool:
+    """An HDF5 file-locking refusal (another process's lock, or a file system without locks: errno 38)."""
+    return "unable to lock file" in str(exc)
+
+
+NOT_DAMAGE = ("unable to lock file", "already open", "locking flag", "Permission denied")
+
+
+def is_access_error(exc: OSError) -> bool:
+    """An open refused for who holds the file or may touch it, not for what is in it."""
+    return exc.errno in (errno.EACCES, errno.EPERM, errno.EAGAIN) or any(m in str(exc) for m in NOT_DAMAGE)
+
+
+def open_h5(path: Path, mode: str = "r") -> h5py.File:
+    """Open without HDF5 file locking: featx's own lock guards writers, and readers must never block them.
+
+    HDF5 reads ``HDF5_USE_FILE_LOCKING`` once per process and lets it override this property; when
+    it is TRUE and HDF5 refuses a lock (a reader holds the file, or a Lustre/NFS mount has no locks),
+    that is a :class:`StoreError` saying so, never taken for a damaged store.
+    """
+    try:
+        return h5py.File(path, mode, locking=False)
+    except OSError as exc:
+        if not is_lock_error(exc):
+            raise
+        raise StoreError(f"{path}: HDF5 refused a file lock ({str(exc).splitlines()[0]}) because "
+                         f"HDF5_USE_FILE_LOCKING={os.environ.get('HDF5_USE_FILE_LOCKING')} is set; unset it or set "
+                         "it to FALSE (featx guards writers with its own lock)") from None
 
 
 def now() -> str:
@@ -37,18 +71,41 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def encode_strs(values: Sequence[str]) -> list[bytes]:
+    """Strings as stored: UTF-8, with non-UTF-8 file-name bytes kept as they were (``os.fsencode``)."""
+    return [str(v).encode("utf-8", "surrogateescape") for v in values]
+
+
+def read_strs(ds: h5py.Dataset, n: int | None = None) -> np.ndarray:
+    """A string dataset's first ``n`` entries as an object array of str (odd bytes surrogate-escaped)."""
+    sl = slice(None) if n is None else slice(0, n)
+    return np.array(ds.asstr(errors="surrogateescape")[sl], dtype=object).reshape(-1)
+
+
 def decode_attrs(attrs) -> dict:
     """HDF5 attributes as Python values (JSON attributes parsed)."""
     out = {}
     for k, v in attrs.items():
         if isinstance(v, bytes):
             v = v.decode()
-        if isinstance(v, np.bool_):
-            v = bool(v)
+        if isinstance(v, (np.bool_, np.integer)):
+            v = v.item()
         if k in JSON_ATTRS and isinstance(v, str):
             v = json.loads(v)
         out[k] = v
     return out
+
+
+def committed_rows(f: h5py.File) -> int:
+    """Rows a reader may use: the ``rows`` attribute, written after the rows themselves (v1: ids length)."""
+    if "rows" in f.attrs:
+        return int(f.attrs["rows"])
+    return int(f["ids"].shape[0])
+
+
+def generation(f: h5py.File) -> int:
+    """Bumped to odd before an in-place update of existing rows and to even after it."""
+    return int(f.attrs.get("generation", 0))
 
 
 def format_problem(attrs) -> str | None:
@@ -61,65 +118,107 @@ def format_problem(attrs) -> str | None:
     return None
 
 
-def settings_problem(attrs: dict, cfg: ExtractCfg, classes: Sequence[str]) -> str | None:
-    """How a store's decoded ``attrs`` differ from an extraction of ``cfg`` over ``classes``, or None."""
-    old, new = attrs.get("fingerprint") or {}, cfg.to_dict()
-    if old != new:
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+def structure_problem(f: h5py.File) -> str | None:
+    """Why a featx store's datasets are damaged (missing, mis-shaped, shorter than the committed rows), or None."""
+    try:
+        needed = ["features", "labels", "ids", "split", "failed/id", "failed/reason"]
+        if int(f.attrs.get("schema_version", 1)) >= 2:
+            needed += ["size", "mtime_ns", "hash", "failed/size", "failed/mtime_ns"]
+        missing = [name for name in needed if name not in f]
+        if missing:
+            return f"dataset(s) {', '.join('/' + m for m in missing)} missing"
+        n = committed_rows(f)
+        short = [name for name in ROW_DATASETS if name in f and f[name].shape[0] < n]
+        if short:
+            return f"dataset(s) {', '.join('/' + s for s in short)} shorter than its {n} committed rows"
+        if f["features"].ndim != 2:
+            return "/features is not a 2-D array"
+        for name in JSON_ATTRS:
+            if name in f.attrs:
+                v = f.attrs[name]
+                json.loads(v.decode() if isinstance(v, bytes) else v)
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        return f"unreadable structure ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    return None
+
+
+def fingerprint_diff(stored: dict, cfg: ExtractCfg) -> list[str]:
+    """Fingerprint keys where a store differs from a request (a requested precision of "auto" matches any)."""
+    new = cfg.to_dict()
+    keys = set(stored) | set(new)
+    if cfg.precision == "auto":
+        keys.discard("precision")
+    return sorted(k for k in keys if stored.get(k) != new.get(k))
+
+
+def settings_problem(attrs: dict, cfg: ExtractCfg) -> str | None:
+    """Why a store's decoded ``attrs`` cannot take rows of an extraction of ``cfg``, or None."""
+    if int(attrs.get("schema_version", 1)) < SCHEMA_VERSION:
+        return (f"store schema v{attrs.get('schema_version', 1)} (featx 0.1) records no file stats and cannot be "
+                "extended; pass --overwrite to rebuild it (readers still read it)")
+    diff = fingerprint_diff(attrs.get("fingerprint") or {}, cfg)
+    if diff:
         return f"store was made with different settings ({', '.join(diff)})"
-    if list(attrs.get("classes", [])) != list(classes):
-        return f"store has classes {attrs.get('classes')} but the data now has {list(classes)}"
     return None
 
 
 def summary_attrs(f: h5py.File) -> dict:
     """Decoded attributes plus the shapes a summary needs (reads no rows)."""
     attrs = decode_attrs(f.attrs)
-    attrs["n_rows"] = int(f["ids"].shape[0])
+    attrs["n_rows"] = committed_rows(f)
     attrs["dim"] = int(f["features"].shape[1])
     attrs["dtype"] = str(f["features"].dtype)
-    attrs["n_failed"] = int(f["failed/id"].shape[0])
+    attrs["n_failed"] = min(int(f[f"failed/{n}"].shape[0]) for n in ("id", "reason"))
     return attrs
 
 
-def create(path: Path, cfg: ExtractCfg, dim: int, logits_dim: int | None, meta: dict) -> h5py.File:
-    """A new, empty store at ``path`` (written under a temporary name, then renamed), open for appending."""
-    tmp = path.with_name(path.name + ".tmp")
+def new_store(path: Path, cfg: ExtractCfg, dim: int, logits_dim: int | None, meta: dict) -> None:
+    """Write an empty store at ``path`` (under a temporary name, then renamed into place)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        _write_empty(tmp, cfg, dim, logits_dim, meta)
+        with h5py.File(tmp, "w", locking=False) as f:
+            _layout(f, cfg, dim, logits_dim)
+            f.attrs.update(_attrs(cfg, meta))
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, path)
-    return h5py.File(path, "a")
 
 
-def _write_empty(tmp: Path, cfg: ExtractCfg, dim: int, logits_dim: int | None, meta: dict) -> None:
-    with h5py.File(tmp, "w") as f:
-        dtype = np.float16 if cfg.dtype == "float16" else np.float32
-        rows = max(1, min(1024, (1 << 20) // max(1, dim * np.dtype(dtype).itemsize)))
-        f.create_dataset("features", (0, dim), dtype=dtype, maxshape=(None, dim), chunks=(rows, dim))
-        f.create_dataset("labels", (0,), dtype=np.int64, maxshape=(None,), chunks=(4096,))
-        f.create_dataset("ids", (0,), dtype=STR, maxshape=(None,), chunks=(4096,))
-        f.create_dataset("split", (0,), dtype=STR, maxshape=(None,), chunks=(4096,))
-        if logits_dim:
-            f.create_dataset("logits", (0, logits_dim), dtype=np.float32, maxshape=(None, logits_dim),
-                             chunks=(max(1, (1 << 20) // (4 * logits_dim)), logits_dim))
-        g = f.create_group("failed")
-        for name in ("id", "reason"):
-            g.create_dataset(name, (0,), dtype=STR, maxshape=(None,), chunks=(1024,))
-        f.attrs.update({
-            "format": FORMAT,
-            "schema_version": SCHEMA_VERSION,
-            "fingerprint": json.dumps(cfg.to_dict(), sort_keys=True),
-            "classes": json.dumps(list(meta["classes"])),
-            "backbone": json.dumps(meta.get("backbone", {}), sort_keys=True),
-            "data_root": str(meta["data_root"]),
-            "dataset": meta.get("dataset", ""),
-            "layout": meta.get("layout", ""),
-            "split_source": meta.get("split_source", ""),
-            "versions": json.dumps(library_versions()),
-            "created": now(),
-            "updated": now(),
-            "complete": False,
-        })
+def _layout(f: h5py.File, cfg: ExtractCfg, dim: int, logits_dim: int | None) -> None:
+    dtype = np.float16 if cfg.dtype == "float16" else np.float32
+    rows = max(1, min(1024, (1 << 20) // max(1, dim * np.dtype(dtype).itemsize)))
+    f.create_dataset("features", (0, dim), dtype=dtype, maxshape=(None, dim), chunks=(rows, dim))
+    for name, dt in (("labels", np.int64), ("ids", STR), ("split", STR), ("size", np.int64), ("mtime_ns", np.int64),
+                     ("hash", STR)):
+        f.create_dataset(name, (0,), dtype=dt, maxshape=(None,), chunks=(4096,))
+    if logits_dim:
+        f.create_dataset("logits", (0, logits_dim), dtype=np.float32, maxshape=(None, logits_dim),
+                         chunks=(max(1, (1 << 20) // (4 * logits_dim)), logits_dim))
+    g = f.create_group("failed")
+    for name in FAILED_DATASETS:
+        g.create_dataset(name, (0,), dtype=np.int64 if name in ("size", "mtime_ns") else STR, maxshape=(None,),
+                         chunks=(1024,))
+
+
+def _attrs(cfg: ExtractCfg, meta: dict) -> dict:
+    return {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "rows": 0,
+        "generation": 0,
+        "fingerprint": json.dumps(cfg.to_dict(), sort_keys=True),
+        "classes": json.dumps(list(meta["classes"])),
+        "backbone": json.dumps(meta.get("backbone", {}), sort_keys=True),
+        "data_root": str(meta["data_root"]),
+        "dataset": meta.get("dataset", ""),
+        "layout": meta.get("layout", ""),
+        "split_source": meta.get("split_source", ""),
+        "source": json.dumps(meta.get("source", {}), sort_keys=True),
+        "numeric": json.dumps(meta.get("numeric", {}), sort_keys=True),
+        "hash": meta.get("hash", ""),
+        "versions": json.dumps(library_versions()),
+        "created": now(),
+        "updated": now(),
+        "complete": False,
+    }
