@@ -305,3 +305,161 @@ def test_labels_need_not_be_contiguous(rng):
     F = rng.normal(size=(100, 8))
     for name, fn in T.FEATURE_SCORES.items():
         assert fn(F, y * 10 + 5) == pytest.approx(fn(F, y)), name
+
+
+# ------------------------------------------- wide features: low-rank Ledoit-Wolf scores, memory
+
+def hscore_shrink_dense(F, y):
+    """Shrinkage H-score as featx computed it before the low-rank form: d x d Ledoit-Wolf + solve."""
+    from sklearn.covariance import LedoitWolf
+
+    F = np.asarray(F, dtype=np.float64)
+    F = F - F.mean(axis=0)
+    lw = LedoitWolf(assume_centered=True).fit(F)
+    classes = np.unique(y)
+    means = np.stack([F[y == c].mean(axis=0) for c in classes])
+    counts = np.array([np.sum(y == c) for c in classes], dtype=float)
+    factor = means * np.sqrt(counts / (len(y) - 1))[:, None]
+    return (1 - lw.shrinkage_) * np.sum(np.linalg.solve(lw.covariance_, factor.T) * factor.T)
+
+
+def fisher_dense(F, y):
+    """Fisher ratio as featx computed it before the low-rank form: d x d Ledoit-Wolf S_W + solve."""
+    from sklearn.covariance import LedoitWolf
+
+    F = np.asarray(F, dtype=np.float64)
+    classes = np.unique(y)
+    means = np.stack([F[y == c].mean(axis=0) for c in classes])
+    codes = np.searchsorted(classes, y)
+    sw = LedoitWolf(assume_centered=True).fit(F - means[codes]).covariance_
+    dev = (means - F.mean(axis=0)) * np.sqrt(np.bincount(codes) / len(y))[:, None]
+    return np.sum(np.linalg.solve(sw, dev.T) * dev.T)
+
+
+def regularized_h_score_ref(features, labels):
+    """The tllib (Transfer-Learning-Library) ``regularized_h_score`` formula, written out here:
+    centre, LedoitWolf(), tr(pinv(cov_a, rcond=1e-15) (1 - a) np.cov(g)), g_i = class mean of row i."""
+    from sklearn.covariance import LedoitWolf
+
+    f = features.astype("float64")
+    f = f - f.mean(axis=0, keepdims=True)
+    cov = LedoitWolf(assume_centered=False).fit(f)
+    g = np.zeros_like(f)
+    for c in np.unique(labels):
+        g[labels == c] = f[labels == c].mean(axis=0)
+    covg = np.cov(g, rowvar=False)
+    return np.trace(np.linalg.pinv(cov.covariance_, rcond=1e-15) @ ((1 - cov.shrinkage_) * covg))
+
+
+def _relu_classes(rng, n, d, c, sep=0.3):
+    y = rng.integers(0, c, n)
+    return np.maximum((rng.normal(size=(c, d)) * sep)[y] + rng.normal(size=(n, d)), 0).astype(np.float32), y
+
+
+@pytest.mark.parametrize("n,d,c", [(300, 1280, 5), (1500, 1280, 10), (60, 200, 3), (500, 40, 4), (30, 2, 2)])
+def test_low_rank_ledoit_wolf_scores_equal_dense(rng, n, d, c):
+    F, y = _relu_classes(rng, n, d, c)
+    assert T.hscore_shrink(F, y) == pytest.approx(hscore_shrink_dense(F, y), rel=1e-8)
+    assert T.fisher(F, y) == pytest.approx(fisher_dense(F, y), rel=1e-8)
+    if d <= 300:  # the tllib formula builds d x d matrices and a pinv: small d only
+        assert T.hscore_shrink(F, y) == pytest.approx(regularized_h_score_ref(F, y), rel=1e-8)
+
+
+def test_low_rank_equals_dense_on_a_real_1280d_store(monet_lite0_store):
+    from featx.store.reader import load_features
+
+    fs = load_features(monet_lite0_store)
+    train = fs.split == "train"
+    F, y = fs.features[train], fs.labels[train]  # 480 x 1280: n < d
+    assert F.shape[1] == 1280 and F.shape[0] < 1280
+    assert T.hscore_shrink(F, y) == pytest.approx(hscore_shrink_dense(F, y), rel=1e-8)
+    assert T.fisher(F, y) == pytest.approx(fisher_dense(F, y), rel=1e-8)
+    assert T.hscore_shrink(F[:200, :300], y[:200]) == pytest.approx(regularized_h_score_ref(F[:200, :300], y[:200]),
+                                                                    rel=1e-8)
+
+
+def test_wide_features_never_form_a_d_by_d_matrix(rng):
+    import tracemalloc
+
+    n, d = 40, 150_000  # a d x d float64 matrix would be 180 GB
+    F, y = _relu_classes(rng, n, d, 2)
+    tracemalloc.start()
+    try:
+        for fn in (T.hscore_shrink, T.fisher, T.logme, T.hscore):
+            assert np.isfinite(fn(F, y)), fn.__name__
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * F.nbytes + T.BLOCK_BYTES * 3, peak  # blocks of F, never d x d (nor a float64 copy of F)
+
+
+def test_peak_estimates_grow_with_the_shapes_and_bound_d_by_d_work():
+    for key in T.FEATURE_SCORES:
+        small, wide = T.peak_bytes(key, 480, 1280, 2), T.peak_bytes(key, 480, 25088, 2)
+        assert 0 < small <= wide, key
+    # the Gram scores depend on min(n, d)^2, not d^2: the VGG16 block5_pool case stays small
+    assert T.peak_bytes("hscore_shrink", 480, 25088, 2) < 300 * 2**20
+    assert T.peak_bytes("logme", 20000, 25088, 10) > 10 * 2**30  # 20k x 20k Gram + eigh
+    assert T.peak_bytes("logme", 20000, 256, 10) < 128 * 2**20
+    assert T.pca_peak_bytes(20000, 25088, 256) < 8 * 2**30
+
+
+def test_pca_reduce_keeps_variance_and_dtype_input(rng):
+    F, _ = _relu_classes(rng, 200, 500, 3)
+    Z, kept = T.pca_reduce(F, 16)
+    assert Z.shape == (200, 16) and Z.dtype == np.float64 and 0 < kept < 1
+    Z2, _ = T.pca_reduce(F[:10], 16)
+    assert Z2.shape == (10, 10)
+
+
+# ------------------------------------------------ honest scores: warnings, refusals, public APIs
+
+def test_logme_warns_when_it_stops_at_max_iter(rng):
+    F, y = rng.normal(size=(100, 8)), rng.integers(0, 3, 100)
+    with pytest.warns(T.ScoreWarning, match="max_iter=2"):
+        T.logme(F, y, max_iter=2)
+    y = np.arange(100) % 2
+    good = np.c_[y + 0.1 * rng.normal(size=100), rng.normal(size=(100, 2))]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", T.ScoreWarning)
+        T.logme(good, y)  # converges: no warning
+
+
+def test_leep_refuses_what_is_not_probabilities(rng):
+    y = rng.integers(0, 3, 50)
+    logits = rng.normal(size=(50, 10)) * 3
+    with pytest.raises(ValueError, match="probabilities"):
+        T.leep(logits, y)
+    with pytest.raises(ValueError, match="probabilities"):
+        T.leep(T.softmax(logits) * 2, y)
+    assert T.leep(T.softmax(logits), y) <= 0
+
+
+def test_expected_mi_matches_scikit_learns_public_ami(rng):
+    from sklearn.metrics import adjusted_mutual_info_score, mutual_info_score
+
+    for n, c, k in ((60, 3, 8), (500, 5, 200), (2000, 2, 40)):
+        y, z = rng.integers(0, c, n), rng.integers(0, k, n)
+        z[: n // 3] = y[: n // 3]  # some information
+        emi = T._expected_mi(T._contingency(y, z))
+        mi, hy, hz = mutual_info_score(y, z), T.entropy(y), T.entropy(z)
+        mine = (mi - emi) / (max(hy, hz) - emi)
+        assert mine == pytest.approx(adjusted_mutual_info_score(y, z, average_method="max"), abs=1e-9)
+
+
+def test_no_private_scikit_learn_module_is_imported():
+    import ast
+    from pathlib import Path
+
+    import featx
+
+    bad = []
+    for path in Path(featx.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"{path.name}: {m}" for m in names
+                    if m.split(".")[0] == "sklearn" and any(p.startswith("_") for p in m.split("."))]
+    assert not bad, bad

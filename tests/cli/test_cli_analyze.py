@@ -279,3 +279,105 @@ def test_fit_and_analyze_share_runs_dir_and_never_overwrite_a_run(tmp_path):
     r = runner.invoke(app, ["fit", str(stores[0]), "--runs-dir", str(runs), "--name", "lb"])
     assert r.exit_code == 0 and (runs / "lb-2" / "metrics.json").exists()
     assert f"{runs / 'lb'} already holds a run; writing to {runs / 'lb-2'}" in r.stdout
+
+
+# ------------------------------------------------- wide features, memory budget, failing scores
+
+def test_a_failing_score_is_null_with_a_note_and_the_others_are_written(tmp_path, monkeypatch):
+    from featx.analysis import transfer
+
+    def boom(F, y, **kw):
+        raise MemoryError("Unable to allocate 4.7 GiB for an array with shape (25088, 25088)")
+
+    monkeypatch.setitem(transfer.FEATURE_SCORES, "hscore_shrink", boom)
+    store = make_store(tmp_path / "f.h5", sep=2.0)
+    r = invoke(store, "-t", "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    s = json.loads((tmp_path / "o" / "scores.json").read_text())["f"]
+    assert s["hscore_shrink"] is None and s["errors"]["hscore_shrink"].startswith("MemoryError: Unable to allocate")
+    assert any(n.startswith("hscore_shrink failed and is null") for n in s["notes"])
+    assert all(isinstance(s[k], float) for k in SCORE_KEYS if k != "hscore_shrink")
+    assert "warning: f: hscore_shrink failed and is null (MemoryError" in r.output and "Traceback" not in r.output
+    assert "| hscore_shrink | failed |" in (tmp_path / "o" / "summary.md").read_text()
+
+
+def test_every_score_failing_is_an_error_not_a_crash(tmp_path, monkeypatch):
+    from featx.analysis import transfer
+
+    def boom(*a, **kw):
+        raise RuntimeError("nope")
+
+    for key in transfer.FEATURE_SCORES:
+        monkeypatch.setitem(transfer.FEATURE_SCORES, key, boom)
+    store = make_store(tmp_path / "nolog.h5", sep=2.0, logits=False)
+    r = invoke(store, "-t", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "no transferability score could be computed" in r.output
+    assert "Traceback" not in r.output and (tmp_path / "o" / "scores.json").exists()
+
+
+def test_over_budget_scores_run_on_principal_components_or_are_skipped(tmp_path):
+    store = make_store(tmp_path / "w.h5", sep=2.0, dim=20000, n_per_class=40)
+    r = invoke(store, "-t", "--out", tmp_path / "o", "--max-memory", "24M", "--score-dims", "16")
+    assert r.exit_code == 0, r.output
+    s = json.loads((tmp_path / "o" / "scores.json").read_text())["w"]
+    assert s["memory"]["budget_mib"] == 24 and s["memory"]["estimate_mib"]["logme"] > 24
+    assert s["score_dims"]["logme"] == 16 and s["score_dims"]["hscore_shrink"] == 16
+    assert all(s[k] is not None for k in SCORE_KEYS), s["notes"]
+    assert any("on the first 16 principal components" in n for n in s["notes"])
+    assert any("PCA to 16 dims (--score-dims) keeps" in n for n in s["notes"])
+    assert "(PCA 16)" in (tmp_path / "o" / "summary.md").read_text()
+    r = invoke(store, "-t", "--out", tmp_path / "tiny", "--max-memory", "1M")  # not even the PCA fits
+    assert r.exit_code == 0, r.output  # the source-model scores were still written
+    s = json.loads((tmp_path / "tiny" / "scores.json").read_text())["w"]
+    assert s["logme"] is None and s["score_dims"]["logme"] is None and s["nce_cv"] is not None
+    assert any(n.startswith("logme skipped: needs about") and "--max-memory" in n for n in s["notes"])
+    assert "warning: w: logme skipped" in r.output
+
+
+@pytest.mark.parametrize("args,flag", [(["--max-memory", "lots"], "--max-memory"),
+                                       (["--max-memory", "10K"], "--max-memory"),
+                                       (["--score-dims", "1"], "--score-dims"),
+                                       (["--judge-by", "best"], "--judge-by")])
+def test_bad_budget_options_are_one_line_errors(tmp_path, args, flag):
+    store = make_store(tmp_path / "b.h5", sep=1.0)
+    r = invoke(store, "-t", "--out", tmp_path / "o", *args)
+    assert r.exit_code == 2 and flag in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+
+
+@pytest.fixture(scope="session")
+def vgg_block5_store(tmp_path_factory, monet_dir) -> Path:
+    """VGG16 block5_pool flattened (7 x 7 x 512 = 25,088 dims, random weights, with logits) on 60
+    Monet/Sisley paintings, extracted by the CLI in a subprocess."""
+    from tests.helpers import copy_subset
+
+    root = tmp_path_factory.mktemp("vgg")
+    data = copy_subset(monet_dir, root / "paintings", 30, split="train")
+    out = root / "vgg16-block5_pool.h5"
+    done = subprocess.run([sys.executable, "-m", "featx", "extract", "-b", "vgg16", "--weights", "none", "--layer",
+                           "block5_pool", "--pool", "flatten", "--with-logits", "--data", str(data), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env=_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def _env() -> dict:
+    import os
+
+    root = str(Path(__file__).resolve().parents[2])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+
+
+def test_vgg16_block5_pool_store_analyzed_in_a_subprocess(vgg_block5_store, tmp_path):
+    out = tmp_path / "o"
+    done = subprocess.run([sys.executable, "-m", "featx", "analyze", str(vgg_block5_store), "--transferability",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600, env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]  # no crash (a segfault is -11)
+    s = json.loads((out / "scores.json").read_text())[vgg_block5_store.stem]
+    assert s["dim"] == 25088 and s["n"] < 100
+    for key in SCORE_KEYS:
+        v = s[key]
+        assert (isinstance(v, float) and np.isfinite(v)) or (v is None and key in s["errors"]), (key, v)
+    assert s["score_dims"]["hscore_shrink"] == 25088  # a few rows: the exact low-rank path, no reduction
+    assert s["memory"]["estimate_mib"]["hscore_shrink"] < 300
+    assert "Traceback" not in done.stderr
