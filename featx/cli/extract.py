@@ -22,7 +22,7 @@ Examples:
 """
 
 
-SYNC_WORDS = {"new": "{} new", "changed": "{} changed (re-extracted in place)", "retried": "{} failed retried",
+SYNC_WORDS = {"new": "{} new", "changed": "{} changed", "retried": "{} failed retried",
               "missing": "{} rows dropped (file gone)", "kept_missing": "{} rows kept whose file is gone "
               "(--missing drop removes them)", "forgotten_failures": "{} failures forgotten (file gone)",
               "relabelled": "{} relabelled", "resplit": "{} moved to another split",

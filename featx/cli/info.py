@@ -18,8 +18,17 @@ from ._common import handles_errors, out
 def info(
     store: Annotated[Path, typer.Argument(help="A featx HDF5 store.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Compare the store with its data folder: changed, "
+                                         "missing and new files, relabels (extracts nothing).")] = False,
 ) -> None:
-    """Summarise a store: rows, dim, dtype, classes, splits, failures, fingerprint."""
+    """Summarise a store: rows, dim, dtype, classes, splits, failures, fingerprint.
+
+    With --verify, re-discover the data the store was made from (its recorded root, labels
+    and split rule) and report what `featx extract` would change, without extracting.
+    """
+    if verify:
+        _verify(store, as_json)
+        return
     from ..store.reader import load_features
 
     fs = load_features(store, require_complete=False, with_features=False)
@@ -44,3 +53,24 @@ def info(
     out(f"  failed {len(fs.failed)}" + "".join(f"\n    {i}: {r}" for i, r in fs.failed[:10]))
     out(f"  data root {fs.data_root}")
     out(f"  fingerprint {json.dumps(fp, sort_keys=True)}")
+
+
+def _verify(store: Path, as_json: bool) -> None:
+    from ..extraction.plan import verify_store
+    from .extract import sync_line
+
+    delta, rows, ds = verify_store(store)
+    files = {"changed": [ds.ids[j] for _, j in delta.changed], "missing": [rows.ids[i] for i in delta.missing],
+             "new": [ds.ids[j] for j in delta.new], "retry": [ds.ids[j] for j in delta.retry]}
+    summary = {**delta.summary(), "in_sync": delta.empty}
+    if as_json:
+        out(json.dumps({"path": printable(str(store)), **summary,
+                        "files": {k: [printable(v) for v in vs] for k, vs in files.items()}}, indent=1))
+        return
+    out(f"{store}: " + ("in sync with " + str(ds.root) if delta.empty else f"differs from {ds.root}: "
+                        + sync_line(delta.summary())))
+    for kind, ids in files.items():
+        for image_id in ids[:10]:
+            out(f"  {kind}: {image_id}")
+        if len(ids) > 10:
+            out(f"  ... and {len(ids) - 10} more {kind}")

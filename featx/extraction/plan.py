@@ -11,7 +11,7 @@ from pathlib import Path
 from ..backbones.registry import get_cfg
 from ..backbones.weights import weights_identity
 from ..config import DTYPES, POOLS, PRECISIONS, TTAS, BackboneCfg, ExtractCfg, LayerInfo, cache_dir
-from ..data.discover import HASH_ALGO, ImageDataset, load_dataset
+from ..data.discover import HASH_ALGO, ImageDataset, load_dataset, reload_dataset
 from ..data.splits import DEFAULT_RATIOS
 from ..errors import BackboneError, DataError, OptionError, StoreError
 from ..store.reader import read_snapshot
@@ -130,7 +130,8 @@ class StoreState:
 
     @property
     def cache_hit(self) -> bool:
-        return bool(self.attrs.get("complete")) and self.delta.empty
+        unfinished_update = int(self.attrs.get("generation", 0)) % 2
+        return bool(self.attrs.get("complete")) and self.delta.empty and not unfinished_update
 
 
 def compare(plan: Plan, attrs: dict, rows: StoreRows | None, sync: SyncOptions) -> Delta:
@@ -152,10 +153,24 @@ def store_state(plan: Plan, sync: SyncOptions) -> StoreState | None:
     """How ``plan.out`` compares with the data (None when there is no store yet); torch-free and cheap."""
     if not plan.out.is_file():
         return None
-    attrs, rows = read_snapshot(plan.out, _read_rows)
+    attrs, rows = read_snapshot(plan.out, _read_rows, wait_updates=False)  # the run repairs a killed update
     return StoreState(attrs, compare(plan, attrs, rows, sync))
 
 
 def _read_rows(f) -> tuple[dict, StoreRows | None]:
     attrs = decode_attrs(f.attrs)
     return attrs, StoreRows.read(f) if int(attrs.get("schema_version", 1)) >= 2 else None
+
+
+def verify_store(path: str | Path) -> tuple[Delta, StoreRows, ImageDataset]:
+    """Compare a store with its data as recorded (root, label source, split rule); extracts nothing."""
+    path = Path(path)
+    attrs, rows = read_snapshot(path, _read_rows)
+    if rows is None:
+        raise StoreError(f"{path}: schema v1 (featx 0.1) records no file stats to verify; rebuild it with "
+                         "`featx extract ... --overwrite`")
+    source = attrs.get("source") or {}
+    if not source.get("data"):
+        raise StoreError(f"{path}: records no data source (written from arrays); nothing to verify against")
+    ds = reload_dataset(source)
+    return diff(rows, ds), rows, ds

@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import socket
+import struct
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,6 +134,28 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:
         return 0.0
+
+
+def writer_active(path: Path) -> bool:
+    """Whether some process holds the writer lock of ``path`` (asks the kernel; takes nothing)."""
+    lpath = lock_path(path)
+    if str(lpath) in _HELD:
+        return True
+    owner = lpath.with_name(lpath.name + ".owner")
+    holder = _read_holder(owner) if owner.exists() else None
+    if holder is not None:
+        return holder.get("host") != socket.gethostname() or _alive(holder)
+    try:
+        fd = os.open(lpath, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        probe = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        return struct.unpack("hhqqi4x", fcntl.fcntl(fd, fcntl.F_GETLK, probe))[0] != fcntl.F_UNLCK
+    except OSError:
+        return True  # cannot tell: assume someone is writing
+    finally:
+        os.close(fd)
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from ..errors import StoreError
+from .lock import writer_active
 from .schema import format_problem, generation, is_access_error, open_h5, read_strs, structure_problem, summary_attrs
 
 T = TypeVar("T")
@@ -81,13 +82,15 @@ def open_store(path: Path) -> h5py.File:
     return f
 
 
-def read_snapshot(path: str | Path, read: Callable[[h5py.File], T]) -> T:
+def read_snapshot(path: str | Path, read: Callable[[h5py.File], T], *, wait_updates: bool = True) -> T:
     """``read(f)`` on a consistent view of the store while a writer may be appending or updating it.
 
     Readers see only committed rows (``attrs["rows"]``, written after the rows). An in-place update
     (changed files, relabels) brackets itself with an odd ``attrs["generation"]``; a read that saw an
-    odd or changed generation is repeated. A file that fails structural checks is retried for
-    ``ERROR_WAIT_S`` (a write may be in flight) and then reported as damaged.
+    odd or changed generation is repeated (``wait_updates=False``: read once, as a writer planning
+    to repair the store does). An odd generation with no writer alive is an interrupted update,
+    reported at once. A file that fails structural checks is retried for ``ERROR_WAIT_S`` (a write
+    may be in flight) and then reported as damaged.
     """
     path = Path(path)
     _check_path(path)
@@ -96,11 +99,16 @@ def read_snapshot(path: str | Path, read: Callable[[h5py.File], T]) -> T:
         try:
             with _open_checked(path) as f:
                 gen = generation(f)
-                result = read(f) if gen % 2 == 0 else None
+                result = read(f) if gen % 2 == 0 or not wait_updates else None
+            if not wait_updates:
+                return result
             if gen % 2 == 0:
                 with _open_checked(path) as f:
                     if generation(f) == gen:
                         return result
+            elif not writer_active(path):
+                raise StoreError(f"{path}: an update of this store was interrupted (no featx process is writing "
+                                 "it); re-run the same `featx extract` command to finish it")
             waited, problem, limit = time.monotonic() - start, "", UPDATE_WAIT_S
         except _Damaged as exc:
             waited, problem, limit = time.monotonic() - start, str(exc), ERROR_WAIT_S

@@ -44,11 +44,14 @@ APPEND_ORDER = ("features", "logits", "labels", "split", "size", "mtime_ns", "ha
 
 def fault(point: str) -> None:
     """Fault injection for tests: ``FEATX_FAULT=<point>[:<n>]`` SIGKILLs the process the n-th time it gets here."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec or spec.partition(":")[0] != point:
+    spec = os.environ.get(FAULT_ENV, "")
+    name, _, nth = spec.rpartition(":")
+    if not nth.isdigit():
+        name, nth = spec, "1"
+    if name != point:
         return
     _passes[point] += 1
-    if _passes[point] >= int(spec.partition(":")[2] or 1):
+    if _passes[point] >= int(nth):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
