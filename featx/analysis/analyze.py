@@ -49,7 +49,7 @@ class AnalyzeOptions:
     k: int = 10  # neighbours for kNN accuracy, outliers and overlap
     runs_dir: Path = Path("runs")
     overwrite: bool = False  # reuse an existing output folder instead of a suffixed new one
-    max_memory: int | None = None  # bytes per score; None: half the memory available at start
+    max_memory: int | None = None  # bytes per score; None: half the memory available once the store is loaded
     score_dims: int = DEFAULT_SCORE_DIMS  # PCA dims for a score whose estimate exceeds max_memory
     judge_by: str = "probe"  # accuracy the scores are correlated with: "probe" or "fit:<classifier>"
 
@@ -177,7 +177,6 @@ def compute_scores(F: np.ndarray, y: np.ndarray, logits: np.ndarray | None, *, s
         s["task_overlap_u_cv"] = log.guarded("task_overlap_u_cv",
                                              lambda: transfer.task_overlap_u(zhat, y, method="cv", seed=seed))
         s["source_labels_used"] = int(len(np.unique(zhat)))
-        log.note(IN_SAMPLE_NOTE)
     reduced = _Reduced(F, score_dims, seed, log, budget)
     dims: dict[str, int | None] = {}
     for key, fn in list(transfer.FEATURE_SCORES.items()):
@@ -189,21 +188,21 @@ def compute_scores(F: np.ndarray, y: np.ndarray, logits: np.ndarray | None, *, s
         need = estimates[key] = transfer.peak_bytes(key, rows, d, c, max_rows=max_rows)
         dims[key] = d
         if need > budget:
-            k = reduced.k
-            small = transfer.peak_bytes(key, rows, k, c, max_rows=max_rows)
-            Z = reduced.get() if k < d and small <= budget else None
+            pcs = reduced.k
+            small = transfer.peak_bytes(key, rows, pcs, c, max_rows=max_rows)
+            Z = reduced.get() if pcs < d and small <= budget else None
             if Z is None:
                 dims[key] = None
                 log.note(f"{key} skipped: needs about {fmt_bytes(need)} on {d:,} dims (and "
-                         f"{fmt_bytes(small)} on {k:,} PCA dims), over the {fmt_bytes(budget)} budget (--max-memory)")
+                         f"{fmt_bytes(small)} on {pcs:,} PCA dims), over the {fmt_bytes(budget)} budget (--max-memory)")
                 continue
             X = Z[idx] if X is not F else Z
-            dims[key] = k
-            log.note(f"{key} on the first {k:,} principal components: about {fmt_bytes(need)} on all {d:,} dims "
+            dims[key] = pcs
+            log.note(f"{key} on the first {pcs:,} principal components: about {fmt_bytes(need)} on all {d:,} dims "
                      f"is over the {fmt_bytes(budget)} budget (--max-memory)")
         kwargs = _feature_kwargs(key, seed, max_rows, k)
         s[key] = log.guarded(key, lambda fn=fn, X=X, Y=Y, kwargs=kwargs: fn(X, Y, **kwargs))
-    if n <= d and any(dims.get(k) == d for k in ("hscore", "hscore_shrink", "fisher")):
+    if n <= d and any(dims.get(key) == d for key in ("hscore", "hscore_shrink", "fisher")):
         log.note(f"n <= d ({n:,} rows, {d:,} dims): hscore saturates at C-1 and hscore_shrink / fisher "
                  "whiten with few rows, so they barely separate backbones; compare them on PCA-reduced features")
     if n > max_rows:
@@ -362,11 +361,11 @@ def analyze(stores: Sequence[str | Path], options: AnalyzeOptions | None = None,
     if len(set(keys)) != len(keys):
         keys = [f"{i}-{k}" for i, k in enumerate(keys)]
     accuracy: dict[str, float | None] = {}
-    budget = default_budget() if opts.max_memory is None else opts.max_memory
     judged = opts.transferability and len(paths) >= 3  # correlations need 3 or more stores
     for path, key in zip(paths, keys):
         log(f"{key}: loading {path}")
         fs = load_features(path)
+        budget = default_budget() if opts.max_memory is None else opts.max_memory  # with the store loaded
         fp = fs.fingerprint or {}
         entry = res.scores.setdefault(key, {})
         entry.update({"path": str(path), "backbone": fp.get("backbone"), "weights": fp.get("weights"),
@@ -456,7 +455,7 @@ def _cell(sc: dict, key: str) -> str:
 
 def _scores_markdown(res: AnalyzeResult, keys: list[str], opts: AnalyzeOptions) -> list[str]:
     md = ["## Transferability scores\n", f"{HIGHER_IS_BETTER}. Rank in brackets when several stores; "
-          "in-sample rows are not ranked.\n",
+          f"{IN_SAMPLE_NOTE}.\n",
           "| score | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     by_store = {r["store"]: r for r in res.ranking}
     for s in SCORE_KEYS:

@@ -20,8 +20,8 @@ from ..errors import OptionError
 from .transfer import ScoreWarning
 
 DEFAULT_FRACTION = 0.5
-"""Default budget: this share of the memory available when analyze starts (the rest stays for the
-loaded features, the OS and whatever else runs on the machine)."""
+"""Default budget: this share of the memory available once a store's features are loaded (the rest
+stays for the OS, estimate slack and whatever else runs on the machine)."""
 FALLBACK_BUDGET = 2 * 2**30
 """Budget when the available memory cannot be read (not Linux, no sysconf)."""
 DEFAULT_SCORE_DIMS = 256

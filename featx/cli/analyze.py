@@ -55,8 +55,8 @@ def analyze(
                                           "separability (stratified sub-sample).")] = 20000,
     k: Annotated[int, typer.Option("--k", help="Neighbours for kNN accuracy, outliers and overlap.")] = 10,
     max_memory: Annotated[Optional[str], typer.Option(
-        "--max-memory", help="Memory budget per score, e.g. 4G or 512M (default: half the memory available at "
-        "start). A score estimated above it runs on --score-dims principal components, or is skipped; "
+        "--max-memory", help="Memory budget per score, e.g. 4G or 512M (default: half the memory available once "
+        "the store is loaded). A score estimated above it runs on --score-dims principal components, or is skipped; "
         "never a crash.")] = None,
     score_dims: Annotated[Optional[int], typer.Option("--score-dims", help="Principal components (default 256) "
                                                       "for a score whose full-dimension estimate exceeds "
@@ -73,7 +73,7 @@ def analyze(
     With no option, computes --transferability and --pca. Outputs: scores.json, scores.csv,
     ranking.csv, PNG plots, projections .npz, optional .html, summary.md.
     """
-    from ..analysis.analyze import LOGITS_HINT, SCORE_KEYS, AnalyzeOptions, analyze as run
+    from ..analysis.analyze import LOGITS_HINT, RANKED_KEYS, SCORE_KEYS, AnalyzeOptions, analyze as run
     from ..analysis.budget import DEFAULT_SCORE_DIMS, parse_size
 
     opts = AnalyzeOptions(transferability=transferability, pca=pca, tsne=tsne, umap=umap, three_d=three_d,
@@ -84,14 +84,16 @@ def analyze(
     res = run(stores, opts, out=out_dir, name=name, log=progress)
     if res.ranking:
         width = max(14, *(len(r["store"]) for r in res.ranking))
-        out(f"{'score':<15}" + "".join(f"{r['store']:>{width + 2}}" for r in res.ranking))
+        labels = {key: key if key in RANKED_KEYS else f"{key} (in-sample)" for key in SCORE_KEYS}
+        first = max(map(len, labels.values())) + 2
+        out(f"{'score':<{first}}" + "".join(f"{r['store']:>{width + 2}}" for r in res.ranking))
         for key in SCORE_KEYS:
             cells = []
             for r in res.ranking:
                 v, rank = r.get(key), r.get(f"{key}_rank")
                 txt = "-" if v is None else f"{v:.4f}" + (f" ({rank})" if len(res.ranking) > 1 and rank else "")
                 cells.append(f"{txt:>{width + 2}}")
-            out(f"{key:<15}" + "".join(cells))
+            out(f"{labels[key]:<{first}}" + "".join(cells))
     for t in res.taus:
         out(f"{t['score']} vs accuracy ({t['protocol']}): kendall tau {t['kendall_tau']}, weighted tau "
             f"{t['weighted_tau']}, pearson r {t['pearson_r']} ({t['n_stores']} stores)")

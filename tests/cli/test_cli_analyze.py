@@ -18,6 +18,7 @@ from featx.analysis.analyze import RANKED_KEYS, SCORE_KEYS, AnalyzeOptions, anal
 from featx.cli import app
 from featx.config import DataCfg, ExtractCfg
 from featx.store.writer import write_arrays
+from helpers import copy_subset
 
 runner = CliRunner()
 
@@ -315,10 +316,20 @@ def test_every_score_failing_is_an_error_not_a_crash(tmp_path, monkeypatch):
     assert "Traceback" not in r.output and (tmp_path / "o" / "scores.json").exists()
 
 
-def test_over_budget_scores_run_on_principal_components_or_are_skipped(tmp_path):
+def test_over_budget_scores_run_on_principal_components_or_are_skipped(tmp_path, monkeypatch):
+    from featx.analysis import transfer
+
+    seen = {}
+
+    def knn(F, y, **kw):
+        seen.update(kw, dims=F.shape[1])
+        return transfer.knn_acc(F, y, **kw)
+
+    monkeypatch.setitem(transfer.FEATURE_SCORES, "knn_acc", knn)
     store = make_store(tmp_path / "w.h5", sep=2.0, dim=20000, n_per_class=40)
-    r = invoke(store, "-t", "--out", tmp_path / "o", "--max-memory", "24M", "--score-dims", "16")
+    r = invoke(store, "-t", "--out", tmp_path / "o", "--max-memory", "24M", "--score-dims", "16", "--k", "7")
     assert r.exit_code == 0, r.output
+    assert seen["k"] == 7  # --k reaches kNN accuracy, whatever was reduced before it
     s = json.loads((tmp_path / "o" / "scores.json").read_text())["w"]
     assert s["memory"]["budget_mib"] == 24 and s["memory"]["estimate_mib"]["logme"] > 24
     assert s["score_dims"]["logme"] == 16 and s["score_dims"]["hscore_shrink"] == 16
@@ -347,12 +358,10 @@ def test_bad_budget_options_are_one_line_errors(tmp_path, args, flag):
 
 @pytest.fixture(scope="session")
 def vgg_block5_store(tmp_path_factory, monet_dir) -> Path:
-    """VGG16 block5_pool flattened (7 x 7 x 512 = 25,088 dims, random weights, with logits) on 60
+    """VGG16 block5_pool flattened (7 x 7 x 512 = 25,088 dims, random weights, with logits) on 40
     Monet/Sisley paintings, extracted by the CLI in a subprocess."""
-    from tests.helpers import copy_subset
-
     root = tmp_path_factory.mktemp("vgg")
-    data = copy_subset(monet_dir, root / "paintings", 30, split="train")
+    data = copy_subset(monet_dir, root / "paintings", 20, split="train")
     out = root / "vgg16-block5_pool.h5"
     done = subprocess.run([sys.executable, "-m", "featx", "extract", "-b", "vgg16", "--weights", "none", "--layer",
                            "block5_pool", "--pool", "flatten", "--with-logits", "--data", str(data), "--out", str(out)],
