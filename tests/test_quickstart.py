@@ -16,8 +16,9 @@ def test_quickstart_pipeline_runs_end_to_end(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "cache" / "digits--efficientnet_lite0.h5").exists()
-    metrics = json.loads(next((tmp_path / "runs" / "quickstart-digits").rglob("metrics.json")).read_text())
-    assert metrics["accuracy"] > 0.1 * 2  # 10 classes: well above chance with real pretrained features
+    run = tmp_path / "runs" / "quickstart-digits" / "digits--efficientnet_lite0--softmax"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.1 * 3  # 10 classes: well above chance with real pretrained features
     scores = json.loads((tmp_path / "runs" / "quickstart-analyze" / "scores.json").read_text())
     assert all(v["leep"] is not None for v in scores.values())
     again = subprocess.run(["bash", str(ROOT / "pipelines" / "quickstart.sh")], cwd=tmp_path, env=env,

@@ -106,7 +106,8 @@ def extract(
     if not res.n_new and not res.failures:
         out(f"updated {res.path} without extracting ({res.n_rows} rows)")
         return
-    out(f"wrote {res.n_new} rows to {res.path} ({res.n_rows} rows in all) in {res.seconds:.1f} s, "
+    kind = "new " if not (res.sync.get("changed") or res.sync.get("retried")) else ""
+    out(f"wrote {res.n_new} {kind}rows to {res.path} ({res.n_rows} rows in all) in {res.seconds:.1f} s, "
         f"{res.images_per_s:.1f} img/s, {res.precision or 'fp32'} on {res.device or 'no device'}; "
         f"{len(res.failures)} unreadable")
     for image_id, reason in res.failures[:10]:

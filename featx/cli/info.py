@@ -39,6 +39,7 @@ def info(
     summary = {"path": printable(str(store)), "rows": len(fs), "dim": dim, "dtype": dtype, "complete": fs.complete,
                "classes": classes, "splits": splits, "split_source": a.get("split_source"),
                "failed": len(fs.failed), "logits": fs.logits is not None, "data_root": printable(str(fs.data_root)),
+               "source": a.get("source"), "numeric": a.get("numeric"), "hash": a.get("hash"),
                "fingerprint": fs.fingerprint, "versions": a.get("versions"), "created": a.get("created")}
     if as_json:
         out(json.dumps(summary, indent=1))
@@ -51,7 +52,10 @@ def info(
     out(f"  classes ({len(classes)}): " + ", ".join(f"{c} {n}" for c, n in classes.items()))
     out("  splits: " + ", ".join(f"{s} {n}" for s, n in splits.items()) + f"  [{a.get('split_source')}]")
     out(f"  failed {len(fs.failed)}" + "".join(f"\n    {i}: {r}" for i, r in fs.failed[:10]))
-    out(f"  data root {fs.data_root}")
+    out(f"  data root {fs.data_root}  [{a.get('layout')}]")
+    numeric = ", ".join(f"{n.get('precision')} on {n.get('device')} ({n.get('runtime')})"
+                        for n in a.get("numeric") or [] if isinstance(n, dict))
+    out(f"  numeric {numeric or 'not recorded'}; hash {a.get('hash') or 'off'}; generation {a.get('generation', 0)}")
     out(f"  fingerprint {json.dumps(fp, sort_keys=True)}")
 
 

@@ -39,11 +39,14 @@ def new_run_dir(out: str | Path | None = None, name: str | None = None, root: st
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:
-    """Rows as CSV with the union of their keys as columns (None as an empty cell)."""
+    """Rows as CSV with the union of their keys as columns (None as an empty cell).
+
+    UTF-8; a non-UTF-8 file name in a cell is written back as its own bytes (surrogateescape).
+    """
     cols: list[str] = []
     for r in rows:
         cols += [k for k in r if k not in cols]
-    with open(path, "w", newline="") as fh:
+    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
         for r in rows:

@@ -42,8 +42,8 @@ def place(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("errors")
     (root / "folder.h5").mkdir()
     (root / "notes.h5").write_text("not an HDF5 file\n")
-    with open_writer(root / "empty.h5", _synth.cfg(), dim=4, logits_dim=None,
-                     meta={"classes": ["a", "b"], "data_root": "."}) as w:
+    with open_writer(root / "empty.h5", _synth.cfg()) as w:
+        w.create(_synth.cfg(), 4, None, {"classes": ["a", "b"], "data_root": "."})
         w.finalize()
     good = _synth.store(root / "good.h5")
     os.link(good, root / f"{LATIN1}.h5")
@@ -119,3 +119,26 @@ def test_bad_choice_is_one_line_exit_2(place):
                    "featx extract --help")
     one_error_line(featx("fit", "good.h5", "--class-weight", "auto", cwd=place), 2, "'--class-weight'")
     one_error_line(featx("extract", "-b", "pixels", "-d", ".", "--device", "gpu", cwd=place), 2, "'--device'")
+
+
+def test_latin1_image_names_go_through_every_command(tmp_path):
+    """Case 5 of the store issue end to end: an image named with Latin-1 bytes is a row like any other."""
+    data = tmp_path / "data"
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True)
+        for i in range(6):
+            rgb(i + (10 if c == "b" else 0)).save(data / c / f"{i}.jpg")
+    rgb(99).save(os.path.join(data / "a", f"{LATIN1}.jpg"))
+    r = featx("extract", "-b", "pixels", "-d", data, "-o", "s.h5", "-q", "--split-ratios", "0.5,0.25,0.25",
+              cwd=tmp_path)
+    assert r.returncode == 0 and b"wrote 13 new rows" in r.stdout, r.stderr
+    again = featx("extract", "-b", "pixels", "-d", data, "-o", "s.h5", "-q", "--split-ratios", "0.5,0.25,0.25",
+                  cwd=tmp_path)
+    assert again.returncode == 0 and b"cache hit" in again.stdout
+    verify = featx("info", "s.h5", "--verify", cwd=tmp_path)
+    assert verify.returncode == 0 and b"in sync" in verify.stdout, verify.stderr
+    fit = featx("fit", "s.h5", "--clf", "softmax", "--runs-dir", "runs", cwd=tmp_path)
+    assert fit.returncode == 0 and b"Traceback" not in fit.stderr, fit.stderr
+    from featx.store.reader import load_features
+
+    assert f"a/{LATIN1}.jpg" in list(load_features(tmp_path / "s.h5").ids)

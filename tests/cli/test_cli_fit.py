@@ -107,8 +107,8 @@ def test_user_errors(tmp_path):
     _one_line_error(fit(gap), 2, "class 'c' has no training rows")
     other = _synth.store(tmp_path / "other.h5", data_root="/other/data")
     _one_line_error(fit(s, other), 2, "not features of the same dataset")
-    with open_writer(tmp_path / "half.h5", _synth.cfg(), dim=32, logits_dim=None,
-                     meta={"classes": ["a", "b", "c"], "data_root": "/d"}) as w:
+    with open_writer(tmp_path / "half.h5", _synth.cfg()) as w:
+        w.create(_synth.cfg(), 32, None, {"classes": ["a", "b", "c"], "data_root": "/d"})
         w.append(ids[:10], y[:10], split[:10], X[:10])
     _one_line_error(fit(tmp_path / "half.h5"), StoreError.exit_code, "interrupted")
     _one_line_error(fit(tmp_path / "missing.h5"), StoreError.exit_code, "no such feature store")
