@@ -11,8 +11,11 @@ def export_digits(out: str | Path, per_class: int | None = 100) -> Path:
     """Write scikit-learn's bundled handwritten digits (real scans, 8x8) as class-per-folder PNGs.
 
     A small real image set that installs with featx's dependencies: the README's
-    quick start runs the whole pipeline on it without downloading anything.
+    quick start runs the whole pipeline on it without downloading anything. A file that
+    already holds the same image is left untouched, so a store made from it stays a cache hit.
     """
+    import io
+
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -26,5 +29,9 @@ def export_digits(out: str | Path, per_class: int | None = 100) -> Path:
         folder = out / f"digit-{label}"
         folder.mkdir(parents=True, exist_ok=True)
         arr = (255 - img * 255 / 16).astype(np.uint8)  # dark ink on white, like a scan
-        Image.fromarray(arr, "L").resize((64, 64), Image.NEAREST).save(folder / f"{i:04d}.png")
+        buf = io.BytesIO()
+        Image.fromarray(arr, "L").resize((64, 64), Image.NEAREST).save(buf, "PNG")
+        path = folder / f"{i:04d}.png"
+        if not path.is_file() or path.read_bytes() != buf.getvalue():
+            path.write_bytes(buf.getvalue())
     return out

@@ -102,3 +102,7 @@ def test_sample_data_is_a_real_dataset(tmp_path):
 
     ds = load_dataset(tmp_path / "digits")
     assert len(ds) == 30 and len(ds.classes) == 10
+    before = {i: (s, m) for i, s, m in zip(ds.ids, ds.size, ds.mtime_ns)}
+    assert runner.invoke(app, ["sample-data", str(tmp_path / "digits"), "--per-class", "3"]).exit_code == 0
+    again = load_dataset(tmp_path / "digits")  # identical files are not rewritten: stores stay cache hits
+    assert {i: (s, m) for i, s, m in zip(again.ids, again.size, again.mtime_ns)} == before
