@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
 from typing import Callable
 
 import typer
@@ -79,10 +80,16 @@ def handles_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (featx's and libraries') as one ``warning: ...`` line on stderr."""
+    warn(" ".join(str(message).split()))
+
+
 class OneLineErrors(TyperGroup):
     """The app's group: usage errors (bad option values, missing arguments) print one line, exit 2."""
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
+        warnings.showwarning = _warning_line
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:

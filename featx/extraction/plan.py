@@ -14,7 +14,7 @@ from ..config import DTYPES, POOLS, PRECISIONS, TTAS, BackboneCfg, ExtractCfg, L
 from ..data.discover import HASH_ALGO, ImageDataset, load_dataset, reload_dataset
 from ..data.splits import DEFAULT_RATIOS
 from ..errors import BackboneError, DataError, OptionError, StoreError
-from ..store.reader import read_snapshot
+from ..store.reader import DamagedStoreError, read_snapshot
 from ..store.schema import decode_attrs, settings_problem
 from ..store.sync import MISSING_POLICIES, Delta, StoreRows, diff
 from ..store.writer import check_target
@@ -150,10 +150,13 @@ def compare(plan: Plan, attrs: dict, rows: StoreRows | None, sync: SyncOptions) 
 
 
 def store_state(plan: Plan, sync: SyncOptions) -> StoreState | None:
-    """How ``plan.out`` compares with the data (None when there is no store yet); torch-free and cheap."""
+    """How ``plan.out`` compares with the data (None when there is no usable store yet); torch-free and cheap."""
     if not plan.out.is_file():
         return None
-    attrs, rows = read_snapshot(plan.out, _read_rows, wait_updates=False)  # the run repairs a killed update
+    try:
+        attrs, rows = read_snapshot(plan.out, _read_rows, wait_updates=False)  # the run repairs a killed update
+    except DamagedStoreError:
+        return None  # the writer keeps it aside and starts afresh
     return StoreState(attrs, compare(plan, attrs, rows, sync))
 
 

@@ -114,7 +114,7 @@ def read_snapshot(path: str | Path, read: Callable[[h5py.File], T], *, wait_upda
             waited, problem, limit = time.monotonic() - start, str(exc), ERROR_WAIT_S
         if waited > limit:
             if problem:
-                raise StoreError(f"{path}: damaged feature store ({problem}); re-run `featx extract` (it keeps "
+                raise DamagedStoreError(f"{path}: damaged feature store ({problem}); re-run `featx extract` (it keeps "
                                  "this file aside as .corrupt-<time> and rebuilds)")
             raise StoreError(f"{path}: an update of this store has not finished for {limit:.0f} s; if no featx "
                              "extract is running, re-run the extract command to finish it")
@@ -124,6 +124,10 @@ def read_snapshot(path: str | Path, read: Callable[[h5py.File], T], *, wait_upda
 
 class _Damaged(Exception):
     pass
+
+
+class DamagedStoreError(StoreError):
+    """The file is a featx store whose structure is broken (a writer keeps it aside and rebuilds)."""
 
 
 def _open_checked(path: Path) -> h5py.File:

@@ -142,3 +142,19 @@ def test_latin1_image_names_go_through_every_command(tmp_path):
     from featx.store.reader import load_features
 
     assert f"a/{LATIN1}.jpg" in list(load_features(tmp_path / "s.h5").ids)
+
+
+def test_damaged_store_is_one_warning_line_and_kept(tmp_path):
+    data = tmp_path / "data"
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True)
+        for i in range(3):
+            rgb(i + (10 if c == "b" else 0)).save(data / c / f"{i}.jpg")
+    assert featx("extract", "-b", "pixels", "-d", data, "-o", "s.h5", "-q", cwd=tmp_path).returncode == 0
+    whole = (tmp_path / "s.h5").read_bytes()
+    (tmp_path / "s.h5").write_bytes(whole[: len(whole) // 2])
+    r = featx("extract", "-b", "pixels", "-d", data, "-o", "s.h5", "-q", cwd=tmp_path)
+    err = r.stderr.decode().strip().splitlines()
+    assert r.returncode == 0 and b"wrote 6 new rows" in r.stdout
+    assert len(err) == 1 and err[0].startswith("warning: ") and "damaged store" in err[0], err
+    assert [p.read_bytes() for p in tmp_path.glob("s.h5.corrupt-*")] == [whole[: len(whole) // 2]]

@@ -241,3 +241,16 @@ def test_hdf5_locking_environment(folder, tmp_path):
     assert not list(tmp_path.glob("*.corrupt-*")) and len(load_features(out)) == 16
     with h5py.File(out, "r", locking=False) as f:
         assert int(f.attrs["rows"]) == 16
+
+
+def test_damaged_store_is_kept_aside_and_rebuilt_by_extract(folder, tmp_path):
+    out = tmp_path / "s.h5"
+    _px(folder, out)
+    data = out.read_bytes()
+    out.write_bytes(data[: len(data) // 2])  # e.g. a disk filled up while another tool copied it
+    with pytest.warns(UserWarning, match="damaged store"):
+        res = _px(folder, out)
+    assert res.n_rows == 16 and not res.cache_hit
+    aside = list(tmp_path.glob("s.h5.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == data[: len(data) // 2]
+    _same(out, _px(folder, tmp_path / "clean.h5").path)
