@@ -73,8 +73,12 @@ class ImageDataset:
                             self.mtime_ns[idx], self.source)
 
 
+_SUFFIXES = frozenset(e[1:] for e in IMAGE_EXTENSIONS)
+
+
 def is_image(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not name.startswith(".")
+    head, dot, ext = name.rpartition(".")
+    return bool(dot and head) and ext.lower() in _SUFFIXES and not name.startswith(".")
 
 
 def file_stat(path: str | Path) -> tuple[int, int, tuple[int, int] | None]:
@@ -101,16 +105,17 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _images_under(folder: Path) -> list[tuple[Path, tuple]]:
-    """(path, stat) of every image under ``folder``, sorted, following symlinks (each real folder once).
+def _images_under(folder: Path, root: Path) -> list[tuple[str, tuple]]:
+    """(id relative to ``root``, stat) of every image under ``folder``, sorted, following symlinks (each real
+    folder once). Strings throughout: a 100k-file tree costs one ``stat`` per file, not pathlib objects.
 
     A dangling symlink with an image name is kept (with :data:`NO_STAT`): it fails when read and
     is recorded as such, instead of vanishing.
     """
-    found: list[tuple[Path, tuple]] = []
+    found: list[tuple[str, tuple]] = []
     seen: set[tuple[int, int]] = set()
 
-    def walk(d: str) -> None:
+    def walk(d: str, rel: str) -> None:
         try:
             st = os.stat(d)
             if (st.st_dev, st.st_ino) in seen:
@@ -127,17 +132,19 @@ def _images_under(folder: Path) -> list[tuple[Path, tuple]]:
             except OSError:
                 is_dir = False
             if is_dir:
-                walk(e.path)
+                walk(e.path, rel + e.name + "/")
             elif is_image(e.name):
                 try:
                     st = e.stat()
-                    found.append((Path(e.path), (st.st_size, st.st_mtime_ns, (st.st_dev, st.st_ino))))
+                    found.append((rel + e.name, (st.st_size, st.st_mtime_ns, (st.st_dev, st.st_ino))))
                 except OSError:
                     if e.is_symlink():
-                        found.append((Path(e.path), NO_STAT))
+                        found.append((rel + e.name, NO_STAT))
 
-    walk(str(folder))
-    return sorted(found, key=lambda t: t[0])
+    prefix = folder.relative_to(root).as_posix() + "/" if folder != root else ""
+    walk(str(folder), prefix)
+    found.sort(key=lambda t: t[0])
+    return found
 
 
 def _class_folders(folder: Path) -> list[Path]:
@@ -186,8 +193,8 @@ class _Rows:
     splits: list[str] = field(default_factory=list)
     stats: list[tuple] = field(default_factory=list)
 
-    def add_files(self, root: Path, files: list[tuple[Path, tuple]], name: str, split: str | None = None) -> None:
-        self.ids += [p.relative_to(root).as_posix() for p, _ in files]
+    def add_files(self, files: list[tuple[str, tuple]], name: str, split: str | None = None) -> None:
+        self.ids += [rel for rel, _ in files]
         self.names += [name] * len(files)
         self.stats += [st for _, st in files]
         if split:
@@ -202,8 +209,8 @@ def _check_classes(root: Path, counts: dict[str, int], where: str) -> None:
                         "a classifier needs at least two")
 
 
-def _class_files(folder: Path) -> list[tuple[Path, tuple]]:
-    files = _images_under(folder)
+def _class_files(folder: Path, root: Path) -> list[tuple[str, tuple]]:
+    files = _images_under(folder, root)
     if not files:
         raise DataError(f"--data: class folder {folder} has no images (.jpg/.png/...); remove it or add images")
     return files
@@ -218,7 +225,7 @@ def _from_class_folders(root: Path, seed: int, ratios) -> ImageDataset:
         raise DataError(f"--data {root}: folder is empty (expected one sub-folder of images per class)")
     rows = _Rows()
     for folder in folders:
-        rows.add_files(root, _class_files(folder), folder.name)
+        rows.add_files(_class_files(folder, root), folder.name)
     return _finish(root, rows, "class-folders", seed, ratios, {"data": str(root.resolve())}, "found in class folders")
 
 
@@ -229,7 +236,7 @@ def _from_split_folders(root: Path, split_dirs: dict[str, Path]) -> ImageDataset
         if not folders:
             raise DataError(f"--data: split folder {sdir} has no class sub-folders")
         for folder in folders:
-            rows.add_files(root, _class_files(folder), folder.name, split)
+            rows.add_files(_class_files(folder, root), folder.name, split)
     return _finish(root, rows, "split-folders", 0, DEFAULT_RATIOS, {"data": str(root.resolve())},
                    "found in the split folders")
 
@@ -239,16 +246,17 @@ def _from_names(root: Path, pattern: str, seed: int, ratios) -> ImageDataset:
         rx = re.compile(pattern)
     except re.error as exc:
         raise DataError(f"--label-from-name {pattern!r}: invalid regex ({exc})") from None
-    files = _images_under(root)
+    files = _images_under(root, root)
     if not files:
         raise DataError(f"--data {root}: no images found")
     rows, unmatched = _Rows(), []
-    for p, st in files:
-        m = rx.search(p.name)
+    for rel, st in files:
+        name = rel.rsplit("/", 1)[-1]
+        m = rx.search(name)
         if not m:
-            unmatched.append(p.name)
+            unmatched.append(name)
             continue
-        rows.add_files(root, [(p, st)], m.group(1) if m.groups() else m.group(0))
+        rows.add_files([(rel, st)], m.group(1) if m.groups() else m.group(0))
     if unmatched:
         raise DataError(f"--label-from-name {pattern!r}: {len(unmatched)} file name(s) do not match, "
                         f"e.g. {unmatched[0]!r}; fix the regex or move those files")
