@@ -169,6 +169,9 @@ class _Guarded:
 def _attrs(f: h5py.File, path: Path, require_complete: bool) -> dict:
     attrs = summary_attrs(f)
     if require_complete and not attrs.get("complete", False):
+        if writer_active(path):
+            raise StoreError(f"{path}: its first extraction is still running ({attrs['n_rows']} rows so far); "
+                             "wait for it to finish")
         raise StoreError(f"{path}: extraction was interrupted (store not finalised); "
                          "re-run the same `featx extract` command to finish it")
     return attrs

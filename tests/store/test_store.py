@@ -140,3 +140,15 @@ def test_a_plain_reader_holding_the_file_never_blocks_the_writer(tmp_path):
                 pass
         assert same_process["features"].shape[0] == 4
     assert not list(tmp_path.glob("*.corrupt-*"))
+
+
+def test_unfinished_store_says_whether_its_writer_is_still_at_work(tmp_path):
+    path = tmp_path / "s.h5"
+    with open_writer(path, _cfg()) as w:
+        w.create(_cfg(), 2, None, {"classes": ["x", "y"], "data_root": "."})
+        w.append(["a"], [0], ["train"], np.zeros((1, 2), np.float32))
+        with pytest.raises(StoreError, match="still running \\(1 rows so far\\)"):
+            load_features(path)
+        assert len(load_features(path, require_complete=False)) == 1  # committed rows are readable meanwhile
+    with pytest.raises(StoreError, match="interrupted"):
+        load_features(path)
