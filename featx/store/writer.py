@@ -326,7 +326,9 @@ def open_writer(path: str | Path, cfg: ExtractCfg, *, overwrite: bool = False) -
     path.parent.mkdir(parents=True, exist_ok=True)
     with store_lock(path):
         staged = path.with_name(f".{path.name}.overwrite")
-        staged.unlink(missing_ok=True)  # left by a killed --overwrite; we hold the lock
+        for pattern in (staged.name, f".{path.name}.compact-*", f".{path.name}.tmp-*"):
+            for leftover in path.parent.glob(pattern):  # left by a killed run; we hold the lock
+                leftover.unlink(missing_ok=True)
         if overwrite:
             w = StoreWriter(path, staged, None)
         else:

@@ -96,7 +96,9 @@ def test_kill_while_dropping_rows_keeps_the_old_store(folder, tmp_path):
     sorted((folder / "alfred-sisley").iterdir())[0].unlink()
     _killed_at("drop:replace", folder, out)
     assert len(load_features(out)) == 16  # the old store, whole
+    assert list(tmp_path.glob(".s.h5.compact-*"))  # the half-done copy ...
     assert _px(folder, out).sync["missing"] == 1
+    assert not list(tmp_path.glob(".s.h5.compact-*"))  # ... is cleared by the next writer
     _same(out, _px(folder, tmp_path / "clean.h5").path)
 
 
