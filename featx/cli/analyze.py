@@ -73,7 +73,8 @@ def analyze(
     With no option, computes --transferability and --pca. Outputs: scores.json, scores.csv,
     ranking.csv, PNG plots, projections .npz, optional .html, summary.md.
     """
-    from ..analysis.analyze import LOGITS_HINT, RANKED_KEYS, SCORE_KEYS, AnalyzeOptions, analyze as run
+    from ..analysis.analyze import LOGITS_HINT, RANKED_KEYS, SCORE_KEYS, AnalyzeOptions
+    from ..analysis.analyze import analyze as run
     from ..analysis.budget import DEFAULT_SCORE_DIMS, parse_size
 
     opts = AnalyzeOptions(transferability=transferability, pca=pca, tsne=tsne, umap=umap, three_d=three_d,

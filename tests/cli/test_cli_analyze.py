@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import copy_subset
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -18,7 +19,6 @@ from featx.analysis.analyze import RANKED_KEYS, SCORE_KEYS, AnalyzeOptions, anal
 from featx.cli import app
 from featx.config import DataCfg, ExtractCfg
 from featx.store.writer import write_arrays
-from helpers import copy_subset
 
 runner = CliRunner()
 
