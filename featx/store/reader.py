@@ -194,7 +194,7 @@ def load_features(path: str | Path, *, require_complete: bool = True, with_featu
     def read(f: h5py.File) -> FeatureSet:
         attrs = _attrs(f, path, require_complete)
         n = attrs["n_rows"]
-        feats = f["features"][:n].astype(np.float32) if with_features else np.empty((0, 0), np.float32)
+        feats = f["features"][:n].astype(np.float32, copy=False) if with_features else np.empty((0, 0), np.float32)
         return FeatureSet(
             path=path,
             features=feats,
