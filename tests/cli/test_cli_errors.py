@@ -26,6 +26,15 @@ def featx(*args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(argv, cwd=cwd, capture_output=True, timeout=300)
 
 
+def two_classes(data: Path, n: int) -> Path:
+    """``data/a`` and ``data/b`` with ``n`` small distinct JPEGs each."""
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            rgb(i + (10 if c == "b" else 0)).save(data / c / f"{i}.jpg")
+    return data
+
+
 def one_error_line(r: subprocess.CompletedProcess, code: int, *needles: str) -> str:
     err = r.stderr.decode("utf-8")  # must be valid UTF-8 whatever the file names were
     lines = err.strip().splitlines()
@@ -95,11 +104,7 @@ def test_predict_bad_models(place):
 
 
 def test_extract_refuses_to_write_over_what_is_not_a_store(place):
-    data = place / "data"
-    for c in ("a", "b"):
-        (data / c).mkdir(parents=True, exist_ok=True)
-        for i in range(2):
-            rgb(i).save(data / c / f"{i}.jpg")
+    data = two_classes(place / "data", 2)
     before = sorted(os.listdir(place))
     one_error_line(featx("extract", "-b", "pixels", "-d", data, "-o", "folder.h5", "-q", cwd=place), 4,
                    "--out folder.h5: is a folder")
@@ -123,11 +128,7 @@ def test_bad_choice_is_one_line_exit_2(place):
 
 def test_latin1_image_names_go_through_every_command(tmp_path):
     """Case 5 of the store issue end to end: an image named with Latin-1 bytes is a row like any other."""
-    data = tmp_path / "data"
-    for c in ("a", "b"):
-        (data / c).mkdir(parents=True)
-        for i in range(6):
-            rgb(i + (10 if c == "b" else 0)).save(data / c / f"{i}.jpg")
+    data = two_classes(tmp_path / "data", 6)
     rgb(99).save(os.path.join(data / "a", f"{LATIN1}.jpg"))
     r = featx("extract", "-b", "pixels", "-d", data, "-o", "s.h5", "-q", "--split-ratios", "0.5,0.25,0.25",
               cwd=tmp_path)
@@ -145,11 +146,7 @@ def test_latin1_image_names_go_through_every_command(tmp_path):
 
 
 def test_damaged_store_is_one_warning_line_and_kept(tmp_path):
-    data = tmp_path / "data"
-    for c in ("a", "b"):
-        (data / c).mkdir(parents=True)
-        for i in range(3):
-            rgb(i + (10 if c == "b" else 0)).save(data / c / f"{i}.jpg")
+    data = two_classes(tmp_path / "data", 3)
     assert featx("extract", "-b", "pixels", "-d", data, "-o", "s.h5", "-q", cwd=tmp_path).returncode == 0
     whole = (tmp_path / "s.h5").read_bytes()
     (tmp_path / "s.h5").write_bytes(whole[: len(whole) // 2])
