@@ -117,7 +117,7 @@ class _Run:
             rows, items = zip(*fresh)
             algo = delta.attrs.get("hash", w.attrs().get("hash", ""))
             w.set_stats(rows, ds.size[list(items)], ds.mtime_ns[list(items)],
-                        [file_digest(root / ds.ids[j]) for j in items] if algo else None)
+                        [delta.digests.get(j) or file_digest(root / ds.ids[j]) for j in items] if algo else None)
         retried = {ds.ids[j] for j in delta.retry}
         forgotten = set(delta.forgotten)
         if retried or forgotten:

@@ -73,6 +73,7 @@ class Delta:
     split: np.ndarray | None = None  # per store row (None: unchanged)
     attrs: dict = field(default_factory=dict)  # attributes to rewrite (source, data root, hash)
     kept: int = 0  # missing rows kept (--missing keep)
+    digests: dict[int, str] = field(default_factory=dict)  # item -> content hash computed while comparing
 
     @property
     def to_extract(self) -> list[int]:
@@ -112,8 +113,9 @@ def diff(have: StoreRows, ds: ImageDataset, *, missing: str = "drop", retry_fail
         if j is None:
             d.missing.append(i)
         elif (int(ds.size[j]), int(ds.mtime_ns[j])) != (int(have.size[i]), int(have.mtime_ns[i])):
-            same = algo and have.hashes[i] and ds.size[j] >= 0 and file_digest(root / image_id) == have.hashes[i]
-            (d.restat if same else d.changed).append((i, j))
+            if algo and have.hashes[i] and ds.size[j] >= 0:
+                d.digests[j] = file_digest(root / image_id)
+            (d.restat if d.digests.get(j) == have.hashes[i] else d.changed).append((i, j))
         elif algo and not have.hashes[i]:
             d.rehash.append((i, j))
     for image_id, (_, size, mtime) in have.failed.items():
