@@ -81,13 +81,16 @@ def is_image(name: str) -> bool:
     return bool(dot and head) and ext.lower() in _SUFFIXES and not name.startswith(".")
 
 
+def _stat_row(st: os.stat_result) -> tuple[int, int, tuple[int, int]]:
+    return st.st_size, st.st_mtime_ns, (st.st_dev, st.st_ino)
+
+
 def file_stat(path: str | Path) -> tuple[int, int, tuple[int, int] | None]:
     """(size, mtime_ns, (dev, inode)) of ``path`` following symlinks, or :data:`NO_STAT`."""
     try:
-        st = os.stat(path)
+        return _stat_row(os.stat(path))
     except OSError:
         return NO_STAT
-    return st.st_size, st.st_mtime_ns, (st.st_dev, st.st_ino)
 
 
 HASH_ALGO = "blake2b-128"
@@ -135,8 +138,7 @@ def _images_under(folder: Path, root: Path) -> list[tuple[str, tuple]]:
                 walk(e.path, rel + e.name + "/")
             elif is_image(e.name):
                 try:
-                    st = e.stat()
-                    found.append((rel + e.name, (st.st_size, st.st_mtime_ns, (st.st_dev, st.st_ino))))
+                    found.append((rel + e.name, _stat_row(e.stat())))
                 except OSError:
                     if e.is_symlink():
                         found.append((rel + e.name, NO_STAT))

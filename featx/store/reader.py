@@ -17,7 +17,8 @@ import numpy as np
 
 from ..errors import StoreError
 from .lock import writer_active
-from .schema import format_problem, generation, is_access_error, open_h5, read_strs, structure_problem, summary_attrs
+from .schema import (format_problem, generation, is_access_error, open_h5, read_failed, read_strs, structure_problem,
+                     summary_attrs)
 
 T = TypeVar("T")
 
@@ -65,21 +66,6 @@ def _check_path(path: Path) -> None:
         raise StoreError(f"{path}: no such feature store; run `featx extract` first")
     if path.is_dir():
         raise StoreError(f"{path}: is a folder, not a feature store; pass the .h5 file written by `featx extract`")
-
-
-def open_store(path: Path) -> h5py.File:
-    """Open a store read-only (no HDF5 locking), or raise :class:`StoreError` saying why it cannot be read."""
-    _check_path(path)
-    try:
-        f = open_h5(path, "r")
-    except OSError as exc:
-        raise StoreError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0]}); "
-                         "re-run `featx extract` to rebuild it") from None
-    problem = format_problem(f.attrs)
-    if problem:
-        f.close()
-        raise StoreError(f"{path}: {problem}")
-    return f
 
 
 def read_snapshot(path: str | Path, read: Callable[[h5py.File], T], *, wait_updates: bool = True) -> T:
@@ -182,11 +168,6 @@ def read_attrs(path: str | Path, *, require_complete: bool = False) -> dict:
     return read_snapshot(path, lambda f: _attrs(f, Path(path), require_complete))
 
 
-def _failed(f: h5py.File) -> list[tuple[str, str]]:
-    n = min(f["failed/id"].shape[0], f["failed/reason"].shape[0])
-    return list(zip(read_strs(f["failed/id"], n), read_strs(f["failed/reason"], n)))
-
-
 def load_features(path: str | Path, *, require_complete: bool = True, with_features: bool = True) -> FeatureSet:
     """Read a store's committed rows. Raises :class:`StoreError` if it is missing, foreign, damaged or unfinished."""
     path = Path(path)
@@ -204,7 +185,7 @@ def load_features(path: str | Path, *, require_complete: bool = True, with_featu
             classes=list(attrs["classes"]),
             fingerprint=attrs.get("fingerprint", {}),
             logits=f["logits"][:n].astype(np.float32) if "logits" in f else None,
-            failed=_failed(f),
+            failed=[(i, r) for i, r, _, _ in read_failed(f)],
             data_root=Path(attrs.get("data_root", ".")),
             attrs=attrs,
         )

@@ -82,6 +82,16 @@ def read_strs(ds: h5py.Dataset, n: int | None = None) -> np.ndarray:
     return np.array(ds.asstr(errors="surrogateescape")[sl], dtype=object).reshape(-1)
 
 
+def read_failed(f: h5py.File) -> list[tuple[str, str, int, int]]:
+    """The failed list: (id, reason, size, mtime_ns) per image that could not be read (v1: stats -1)."""
+    g = f["failed"]
+    names = [k for k in FAILED_DATASETS if k in g]
+    n = min(g[k].shape[0] for k in names)
+    ids, reasons = read_strs(g["id"], n), read_strs(g["reason"], n)
+    stats = [g[k][:n].tolist() if k in g else [-1] * n for k in ("size", "mtime_ns")]
+    return list(zip(ids, reasons, *stats))
+
+
 def decode_attrs(attrs) -> dict:
     """HDF5 attributes as Python values (JSON attributes parsed)."""
     out = {}

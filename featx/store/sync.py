@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from ..data.discover import ImageDataset, file_digest
-from .schema import committed_rows, decode_attrs, read_strs
+from .schema import committed_rows, decode_attrs, read_failed, read_strs
 
 MISSING_POLICIES = ("drop", "keep")
 
@@ -44,10 +44,7 @@ class StoreRows:
         n = committed_rows(f)
         classes = list(attrs["classes"])
         labels = f["labels"][:n]
-        nf = min(f[f"failed/{k}"].shape[0] for k in ("id", "reason", "size", "mtime_ns"))
-        failed = dict(zip(read_strs(f["failed/id"], nf),
-                          zip(read_strs(f["failed/reason"], nf), f["failed/size"][:nf].tolist(),
-                              f["failed/mtime_ns"][:nf].tolist())))
+        failed = {image_id: (reason, size, mtime) for image_id, reason, size, mtime in read_failed(f)}
         return cls(ids=read_strs(f["ids"], n), names=np.array(classes, dtype=object)[labels] if n else
                    np.zeros(0, object), split=read_strs(f["split"], n), size=f["size"][:n], mtime_ns=f["mtime_ns"][:n],
                    hashes=read_strs(f["hash"], n), failed=failed, classes=classes,

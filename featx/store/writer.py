@@ -33,8 +33,8 @@ from ..config import ExtractCfg
 from ..errors import StoreError
 from .lock import store_lock
 from .schema import (FAILED_DATASETS, JSON_ATTRS, ROW_DATASETS, committed_rows, decode_attrs, encode_strs,
-                     format_problem, generation, is_access_error, library_versions, new_store, now, open_h5, read_strs,
-                     settings_problem, structure_problem)
+                     format_problem, generation, is_access_error, library_versions, new_store, now, open_h5,
+                     read_failed, settings_problem, structure_problem)
 
 FAULT_ENV = "FEATX_FAULT"
 _passes: Counter = Counter()
@@ -67,9 +67,8 @@ class StoreWriter:
     ``f`` is None until :meth:`create` when the store does not exist yet (or is being overwritten).
     """
 
-    def __init__(self, path: Path, target: Path, f: h5py.File | None):
-        self.path = path  # the store users name
-        self.target = target  # the file written: ``path``, or a new file beside it for --overwrite
+    def __init__(self, target: Path, f: h5py.File | None):
+        self.target = target  # the file written: the store, or a new file beside it for --overwrite
         self.f = f
 
     @property
@@ -83,10 +82,6 @@ class StoreWriter:
     @property
     def dim(self) -> int:
         return int(self.f["features"].shape[1])
-
-    @property
-    def has_logits(self) -> bool:
-        return "logits" in self.f
 
     def create(self, cfg: ExtractCfg, dim: int, logits_dim: int | None, meta: dict) -> None:
         new_store(self.target, cfg, dim, logits_dim, meta)
@@ -184,10 +179,7 @@ class StoreWriter:
                     ds[:] = _strs_or_ints(name, [row[j] for row in failures])
 
     def failures(self) -> list[tuple[str, str, int, int]]:
-        f = self.f
-        n = min(f[f"failed/{k}"].shape[0] for k in FAILED_DATASETS)
-        return list(zip(read_strs(f["failed/id"], n), read_strs(f["failed/reason"], n),
-                        f["failed/size"][:n].tolist(), f["failed/mtime_ns"][:n].tolist()))
+        return read_failed(self.f)
 
     def set_attrs(self, **attrs) -> None:
         for k, v in attrs.items():
@@ -330,9 +322,9 @@ def open_writer(path: str | Path, cfg: ExtractCfg, *, overwrite: bool = False) -
             for leftover in path.parent.glob(pattern):  # left by a killed run; we hold the lock
                 leftover.unlink(missing_ok=True)
         if overwrite:
-            w = StoreWriter(path, staged, None)
+            w = StoreWriter(staged, None)
         else:
-            w = StoreWriter(path, path, _reopen(path, cfg) if path.exists() else None)
+            w = StoreWriter(path, _reopen(path, cfg) if path.exists() else None)
         try:
             yield w
         except BaseException:
