@@ -21,6 +21,8 @@ LAYERS = [
     {"featx.data", "featx.backbones"},
     {"featx.store", "featx.engine", "featx.report"},
     {"featx.extraction", "featx.learn", "featx.analysis"},  # the stages
+    {"featx.api"},  # the Python API: one function per command, the Store object, ImageEmbedder
+    {"featx.jobs"},  # cluster and pipeline orchestration: shards' status, SLURM submission, `featx run`
     {"featx.cli"},
 ]
 ROOT = "featx"  # __init__ (lazy names, __version__) and __main__
@@ -32,7 +34,7 @@ ONLY_IN = {
     **{lib: ("featx/engine/", "featx/backbones/build.py", "featx/backbones/torchvision.py",
              "featx/backbones/timm.py", "featx/backbones/pixels.py", "featx/backbones/tap.py",
              "featx/backbones/catalog.py", "featx/backbones/weights.py", "featx/extraction/run.py",
-             "featx/learn/predict.py")
+             "featx/learn/predict.py", "featx/learn/finetune/")
        for lib in ("torch", "torchvision", "timm")},
 }
 
