@@ -157,29 +157,39 @@ def model_sidecar(src: Source, res: classify.FitResult, settings: dict) -> dict:
     }
 
 
-def write_run(run_dir: Path, src: Source, res: classify.FitResult, settings: dict) -> dict:
-    """Write every file of one fitted classifier into ``run_dir``; returns the metrics."""
-    import joblib
+def write_evaluation(run_dir: Path, metrics: dict, classes: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray,
+                     proba: np.ndarray, image_paths: Sequence[Path], title: str) -> None:
+    """metrics.json, report.txt, confusion_matrix.png and misclassified.png of held-out predictions.
+
+    ``metrics`` holds :func:`featx.report.metrics.compute_metrics` of them (plus the caller's fields);
+    ``image_paths[i]`` is the image of row ``i``; ``title`` names the model (``label / classifier``).
+    """
     from sklearn.metrics import classification_report
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    metrics = build_metrics(src, res, settings)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    labels = list(range(len(src.classes)))
-    head = (f"{src.label} / {res.name}: {metrics['evaluation']['mode']} accuracy {metrics['accuracy_text']} "
-            f"on {len(res.y_true)} images\n\n")
+    labels = list(range(len(classes)))
+    head = f"{title}: {metrics['evaluation']['mode']} accuracy {metrics['accuracy_text']} on {len(y_true)} images\n\n"
     (run_dir / "report.txt").write_text(head + classification_report(
-        res.y_true, res.y_pred, labels=labels, target_names=src.classes, digits=3, zero_division=0))
+        y_true, y_pred, labels=labels, target_names=list(classes), digits=3, zero_division=0))
     cm = np.asarray(metrics["confusion_matrix"])
-    plots.heatmap(row_normalise(cm), src.classes, src.classes, run_dir / "confusion_matrix.png",
-                  title=f"{res.name} on {src.label}\nrow-normalised, n={int(cm.sum())}", fmt=".2f",
-                  xlabel="predicted", ylabel="true", vmin=0.0, vmax=1.0)
-    wrong = np.flatnonzero(res.y_true != res.y_pred)
+    plots.heatmap(row_normalise(cm), classes, classes, run_dir / "confusion_matrix.png",
+                  title=f"{title}\nrow-normalised, n={int(cm.sum())}",
+                  fmt=".2f", xlabel="predicted", ylabel="true", vmin=0.0, vmax=1.0)
+    wrong = np.flatnonzero(y_true != y_pred)
     plots.contact_sheet(
-        [src.image_path(int(res.eval_rows[i])) for i in wrong],
-        [f"true: {src.classes[res.y_true[i]]}\npred: {src.classes[res.y_pred[i]]} "
-         f"({100 * res.proba[i, res.y_pred[i]]:.0f}%)" for i in wrong],
-        run_dir / "misclassified.png", title=f"{len(wrong)} misclassified of {len(res.y_true)}")
+        [image_paths[i] for i in wrong],
+        [f"true: {classes[y_true[i]]}\npred: {classes[y_pred[i]]} ({100 * proba[i, y_pred[i]]:.0f}%)" for i in wrong],
+        run_dir / "misclassified.png", title=f"{len(wrong)} misclassified of {len(y_true)}")
+
+
+def write_run(run_dir: Path, src: Source, res: classify.FitResult, settings: dict) -> dict:
+    """Write every file of one fitted classifier into ``run_dir``; returns the metrics."""
+    import joblib
+
+    metrics = build_metrics(src, res, settings)
+    write_evaluation(run_dir, metrics, src.classes, res.y_true, res.y_pred, res.proba,
+                     [src.image_path(int(r)) for r in res.eval_rows], f"{src.label} / {res.name}")
     joblib.dump(res.model, run_dir / "model.joblib")
     (run_dir / "model.json").write_text(json.dumps(model_sidecar(src, res, settings), indent=2) + "\n")
     return metrics
