@@ -54,3 +54,15 @@ class StoreLockedError(StoreError):
     """Another process is writing the same store."""
 
     exit_code = 5
+
+
+class Stopped(FeatxError):
+    """A signal (SIGUSR1 / SIGTERM, e.g. a batch system's time-limit warning) stopped a run between batches.
+
+    Every finished batch is in the store; the same command resumes. Exit code 128 + the signal number.
+    """
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

@@ -120,3 +120,30 @@ def progress(msg: str) -> None:
 def warn(msg: str) -> None:
     """Print a warning line to stderr."""
     progress(f"warning: {msg}")
+
+
+def command_args(ctx: typer.Context, *, exclude: frozenset[str] = frozenset()) -> list[str]:
+    """The options given to this command (not their defaults) as arguments again, minus ``exclude``.
+
+    Used to run the same command elsewhere (a SLURM task): values are re-spelled from what was
+    parsed, so abbreviations, ``--opt=value`` and short flags all come out in one canonical form.
+    """
+    args: list[str] = []
+    for param in ctx.command.params:
+        name = param.name
+        if name in exclude or not getattr(param, "opts", None) or name not in ctx.params:
+            continue
+        source = ctx.get_parameter_source(name)
+        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+            continue
+        value = ctx.params[name]
+        long_opt = max(param.opts, key=len)
+        if getattr(param, "is_flag", False):
+            if value:
+                args.append(long_opt)
+            elif param.secondary_opts:
+                args.append(max(param.secondary_opts, key=len))
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            args += [long_opt, str(getattr(v, "value", v))]
+    return args

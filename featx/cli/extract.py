@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from . import app
-from ._common import handles_errors, out
+from ..errors import OptionError, Stopped
+from ._common import command_args, handles_errors, out, progress
 from .options import Dtype, Missing, Pool, Precision, Tta, check_device, parse_ratios, value
 
 EXTRACT_EXAMPLES = """
@@ -21,6 +23,13 @@ Examples:
   featx extract -b resnet50 --layer layer4 --pool spp --with-logits --tta hflip --data DIR
 """
 
+
+if TYPE_CHECKING:
+    from ..jobs.slurm import SlurmOptions
+
+CLUSTER = "Cluster"
+SUBMIT_ONLY = frozenset({"slurm", "shards", "partition", "time_limit", "gpus_per_task", "cpus_per_task", "mem",
+                         "account", "max_running", "wait", "dry_run", "shard"})
 
 SYNC_WORDS = {"new": "{} new", "changed": "{} changed", "retried": "{} failed retried",
               "missing": "{} rows dropped (file gone)", "kept_missing": "{} rows kept whose file is gone "
@@ -37,6 +46,7 @@ def sync_line(summary: dict[str, int]) -> str:
 @app.command(epilog=EXTRACT_EXAMPLES)
 @handles_errors
 def extract(
+    ctx: typer.Context,
     backbone: Annotated[str, typer.Option("--backbone", "-b", help="Backbone name (`featx backbones`), "
                                           "or timm:<name> / tv:<name>.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Image folder (class-per-folder, optionally under "
@@ -80,6 +90,27 @@ def extract(
     relocate: Annotated[bool, typer.Option("--relocate", help="Accept a store made from another data root (same "
                                            "ids under a new mount point) and point it at --data.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    shard: Annotated[str, typer.Option(help="i/n: extract the i-th of n blocks of the sorted ids into "
+                                       "<store>.shard-i-of-n.h5; auto: from a SLURM array task or torchrun rank; "
+                                       "none: never shard.", rich_help_panel=CLUSTER)] = "auto",
+    merge: Annotated[bool, typer.Option("--merge/--no-merge", help="The shard that completes the set merges them "
+                                        "into the store.", rich_help_panel=CLUSTER)] = True,
+    slurm: Annotated[bool, typer.Option("--slurm", help="Submit --shards array tasks with sbatch instead of "
+                                        "extracting here.", rich_help_panel=CLUSTER)] = False,
+    shards: Annotated[int, typer.Option(help="Array tasks for --slurm.", rich_help_panel=CLUSTER)] = 1,
+    partition: Annotated[Optional[str], typer.Option(help="SLURM partition.", rich_help_panel=CLUSTER)] = None,
+    time_limit: Annotated[Optional[str], typer.Option("--time", help="SLURM time limit per task, e.g. 02:00:00.",
+                                                      rich_help_panel=CLUSTER)] = None,
+    gpus_per_task: Annotated[Optional[int], typer.Option(help="GPUs per task.", rich_help_panel=CLUSTER)] = None,
+    cpus_per_task: Annotated[Optional[int], typer.Option(help="CPUs per task.", rich_help_panel=CLUSTER)] = None,
+    mem: Annotated[Optional[str], typer.Option(help="Memory per task, e.g. 16G.", rich_help_panel=CLUSTER)] = None,
+    account: Annotated[Optional[str], typer.Option(help="SLURM account.", rich_help_panel=CLUSTER)] = None,
+    max_running: Annotated[Optional[int], typer.Option(help="At most this many tasks at once (the array's %).",
+                                                       rich_help_panel=CLUSTER)] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="With --slurm: return when every task has ended.",
+                                       rich_help_panel=CLUSTER)] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --slurm: print the sbatch script, submit "
+                                          "nothing.", rich_help_panel=CLUSTER)] = False,
 ) -> None:
     """Embed every image under --data with a frozen backbone into an HDF5 store.
 
@@ -88,14 +119,32 @@ def extract(
     deleted ones follow --missing, changed labels and splits are rewritten without
     re-extracting; an interrupted run resumes where it stopped.
     """
+    if slurm:
+        from ..jobs.slurm import SlurmOptions
+
+        _submit(ctx, shards, SlurmOptions(partition, time_limit, gpus_per_task, cpus_per_task, mem, account,
+                                          max_running), wait=wait, dry_run=dry_run)
+        return
+    if dry_run or wait or shards != 1:
+        raise OptionError("--shards, --wait and --dry-run go with --slurm (or run `--shard i/n` per task yourself)")
     from ..extraction.run import extract as run
 
-    res = run(backbone, data, out=out_path, weights=weights, layer=layer, pool=value(pool), tta=value(tta),
+    try:
+        res = run(backbone, data, out=out_path, weights=weights, layer=layer, pool=value(pool), tta=value(tta),
               dtype=value(dtype), with_logits=with_logits, image_size=image_size, label_from_name=label_from_name,
               split_seed=split_seed, split_ratios=parse_ratios(split_ratios), device=device, batch_size=batch_size,
               workers=workers, streams=streams, precision=value(precision), channels_last=channels_last,
               overwrite=overwrite, missing=value(missing), retry_failed=retry_failed, hash=hash_files,
-              relocate=relocate, progress=not quiet)
+              relocate=relocate, shard=shard, merge=merge, progress=not quiet)
+    except Stopped as exc:
+        from ..jobs.slurm import requeue_self
+
+        task = requeue_self() if exc.signum == signal.SIGUSR1 else None
+        if task:
+            progress(f"requeued SLURM task {task}: it resumes from the store when it starts again")
+        raise
+    if res.shard is not None:
+        progress(f"shard {res.shard.label} ({res.shard.origin}): {res.path}")
     changes = sync_line(res.sync)
     if res.cache_hit:
         out(f"cache hit: {res.path} already holds all {res.n_rows} rows; nothing to do"
@@ -114,3 +163,36 @@ def extract(
         out(f"  failed: {image_id}: {reason}")
     if len(res.failures) > 10:
         out(f"  ... and {len(res.failures) - 10} more (see `featx info {res.path}`)")
+    _merged_line(res)
+
+
+def _merged_line(res) -> None:
+    if res.merged is not None:
+        m = res.merged
+        out(f"merged {m.shards} shards into {m.path} ({m.rows} rows, {m.failures} unreadable)")
+
+
+def _submit(ctx: typer.Context, shards: int, options: "SlurmOptions", *, wait: bool, dry_run: bool) -> None:
+    """Write the array script running this very command (cluster options replaced by --shard) and sbatch it."""
+    from ..extraction.plan import plan_extraction
+    from ..jobs.slurm import array_script, featx_command, job_folder, sbatch, write_script
+
+    p = ctx.params
+    plan = plan_extraction(p["backbone"], p["data"], out=p["out_path"], label_from_name=p["label_from_name"],
+                           split_seed=p["split_seed"], split_ratios=parse_ratios(p["split_ratios"]),
+                           weights=p["weights"], layer=p["layer"], pool=value(p["pool"]), tta=value(p["tta"]),
+                           dtype=value(p["dtype"]), with_logits=p["with_logits"], image_size=p["image_size"],
+                           precision=value(p["precision"]))  # bad options fail here, not in every task
+    store = plan.out.resolve()
+    args = ["extract", *command_args(ctx, exclude=SUBMIT_ONLY)]
+    if p["out_path"] is None:
+        args += ["--out", str(store)]
+    script = array_script(featx_command(args), count=shards, store=store, name=f"featx-{store.stem[:40]}",
+                          logs=job_folder(store) / "logs", workdir=Path.cwd(), options=options)
+    if dry_run:
+        out(script.rstrip())
+        return
+    path = write_script(store, script)
+    job = sbatch(path, wait=wait)
+    out(f"submitted SLURM array job {job}: {shards} tasks, script {path}, logs {path.parent / 'logs'}")
+    out(f"`featx status {store}` shows the shards" + ("; every task has ended" if wait else ""))

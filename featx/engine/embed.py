@@ -68,8 +68,12 @@ def _ready(item):
 
 
 def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``auto`` = CUDA if visible else CPU; ``auto:N`` (a torchrun local rank) = ``cuda:N`` if visible else CPU."""
+    if device == "auto" or device.startswith("auto:"):
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        local = int(device.partition(":")[2] or 0) % torch.cuda.device_count()
+        return torch.device(f"cuda:{local}" if device != "auto" else "cuda")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise OptionError("--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto")
     if device not in ("cpu", "mps") and not device.startswith("cuda"):
@@ -133,7 +137,7 @@ def build_embedder(cfg: ExtractCfg, weights: str, *, device: str = "auto", preci
                    channels_last: bool = True) -> Embedder:
     """The network of ``cfg`` with its tap, on the device, ready for uint8 NHWC batches."""
     bcfg = get_cfg(cfg.backbone)
-    model = create_model(bcfg, weights)
+    model = create_model(bcfg, weights, logits=cfg.with_logits)
     tapped = TappedModel(model, cfg.module, cfg.pool, with_logits=cfg.with_logits)
     dev = resolve_device(device)
     return Embedder(tapped, cfg.data, dev, precision=resolve_precision(precision, dev),

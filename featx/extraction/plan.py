@@ -4,6 +4,7 @@ a finished extraction is answered in well under a second."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from ..store.reader import DamagedStoreError, read_snapshot
 from ..store.schema import decode_attrs, settings_problem
 from ..store.sync import MISSING_POLICIES, Delta, StoreRows, diff
 from ..store.writer import check_target
+from .shard import Shard
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,17 @@ class Plan:
     dataset: ImageDataset
     out: Path
     weights: str  # the --weights argument (imagenet | none | PATH | tag)
+    shard: Shard | None = None  # set by :func:`shard_plan`: ``dataset`` is the shard's block, ``out`` its store
+    whole: Path | None = None  # the store the shards merge into
+
+    def for_shard(self, shard: Shard | None) -> "Plan":
+        """This plan restricted to one shard: its block of the dataset, written to its own store."""
+        if shard is None:
+            return self
+        ds = self.dataset.subset(shard.block(len(self.dataset)))
+        out = shard.path(self.out)
+        check_target(out)
+        return dataclasses.replace(self, dataset=ds, out=out, shard=shard, whole=self.out)
 
 
 def resolve_layer(bcfg: BackboneCfg, layer: str | None) -> LayerInfo:
@@ -103,8 +116,11 @@ def plan_extraction(backbone: str, data: str | Path, *, out: str | Path | None =
 def store_meta(plan: Plan) -> dict:
     """What a new store records about the data beside the fingerprint."""
     ds = plan.dataset
-    return {"classes": list(ds.classes), "data_root": str(ds.root), "dataset": ds.name, "layout": ds.layout,
+    meta = {"classes": list(ds.classes), "data_root": str(ds.root), "dataset": ds.name, "layout": ds.layout,
             "split_source": ds.split_source, "source": ds.source, "backbone": plan.backbone.to_dict()}
+    if plan.shard is not None:
+        meta["shard"] = {"index": plan.shard.index, "count": plan.shard.count, "store": plan.whole.name}
+    return meta
 
 
 @dataclass(frozen=True)

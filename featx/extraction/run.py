@@ -11,17 +11,22 @@ torch is imported only then.
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..data.discover import HASH_ALGO, file_digest
 from ..data.splits import DEFAULT_RATIOS
-from ..errors import StoreError
+from ..errors import Stopped, StoreError
+from ..store.merge import MergeResult, merge_when_complete
 from ..store.sync import Delta, StoreRows
 from ..store.writer import StoreWriter, open_writer
 from .plan import Plan, SyncOptions, compare, plan_extraction, store_meta, store_state
+from .shard import Shard, resolve_shard
 
 
 @dataclass
@@ -35,6 +40,8 @@ class ExtractResult:
     sync: dict[str, int] = field(default_factory=dict)  # what changed against the store (Delta.summary)
     precision: str = ""
     device: str = ""
+    shard: Shard | None = None
+    merged: MergeResult | None = None  # the shards were merged into the whole store after this one finished
 
     @property
     def images_per_s(self) -> float:
@@ -47,28 +54,71 @@ def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, w
             split_seed: int = 0, split_ratios: tuple[float, float, float] = DEFAULT_RATIOS, device: str = "auto",
             batch_size: int | None = None, workers: int | None = None, streams: int | None = None,
             precision: str = "auto", channels_last: bool = True, overwrite: bool = False, missing: str = "drop",
-            retry_failed: bool = False, hash: bool = False, relocate: bool = False, progress: bool = True,
-            on_batch: Callable[[int], None] | None = None) -> ExtractResult:
+            retry_failed: bool = False, hash: bool = False, relocate: bool = False, shard: str | Shard | None = None,
+            merge: bool = True, progress: bool = True, on_batch: Callable[[int], None] | None = None) -> ExtractResult:
     """Extract features of every image under ``data`` into a store; see ``featx extract --help``.
 
+    ``shard``: ``"i/n"`` (or a :class:`Shard`) extracts the i-th of n blocks of the sorted ids into
+    ``<store>.shard-i-of-n.h5``; ``"auto"`` takes it from a SLURM array task or a torchrun rank.
+    With ``merge`` the shard that completes the set merges all of them into the store.
+    SIGUSR1 / SIGTERM stop the run after the current batch (:class:`Stopped`); it resumes when re-run.
     ``on_batch(k)`` is called after the k-th batch is written (tests use it to interrupt).
     """
     t0 = time.perf_counter()
     sync = SyncOptions(missing=missing, retry_failed=retry_failed, hash=hash, relocate=relocate)
+    the_shard = resolve_shard(shard)
     plan = plan_extraction(backbone, data, out=out, label_from_name=label_from_name, split_seed=split_seed,
                            split_ratios=split_ratios, weights=weights, layer=layer, pool=pool, tta=tta, dtype=dtype,
-                           with_logits=with_logits, image_size=image_size, precision=precision)
+                           with_logits=with_logits, image_size=image_size, precision=precision).for_shard(the_shard)
     state = None if overwrite else store_state(plan, sync)
     if state is not None and state.cache_hit:
         fp = state.attrs.get("fingerprint", {})
-        return ExtractResult(plan.out, True, int(state.attrs.get("rows", 0)), 0, [], time.perf_counter() - t0,
-                             state.delta.summary(), fp.get("precision", ""))
-    run = _Run(plan, sync, device=device, batch_size=batch_size, workers=workers, streams=streams,
-               precision=precision, channels_last=channels_last, progress=progress, on_batch=on_batch)
-    with open_writer(plan.out, plan.cfg, overwrite=overwrite) as writer:
-        result = run(writer)
+        result = ExtractResult(plan.out, True, int(state.attrs.get("rows", 0)), 0, [], 0.0, state.delta.summary(),
+                               fp.get("precision", ""), shard=the_shard)
+    else:
+        if the_shard is not None:
+            device = the_shard.device(device)
+        run = _Run(plan, sync, device=device, batch_size=batch_size, workers=workers, streams=streams,
+                   precision=precision, channels_last=channels_last, progress=progress, on_batch=on_batch)
+        with stop_on_signals() as stop, open_writer(plan.out, plan.cfg, overwrite=overwrite) as writer:
+            run.stop = stop
+            result = run(writer)
+        result.shard = the_shard
+    if the_shard is not None and merge:
+        result.merged = merge_when_complete(plan.whole, the_shard.count)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+class StopRequest:
+    """Set by SIGUSR1 / SIGTERM; the extraction loop stops after the batch in hand."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def __call__(self, signum, _frame) -> None:
+        self.signum = signum
+
+    def check(self, rows: int) -> None:
+        if self.signum is not None:
+            name = signal.Signals(self.signum).name
+            raise Stopped(f"stopped by {name} after a finished batch ({rows} rows in the store); "
+                          "the same command resumes from there", self.signum)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """Catch SIGUSR1 and SIGTERM while extracting (main thread only; elsewhere they keep their handlers)."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGUSR1, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 class _Run:
@@ -81,6 +131,7 @@ class _Run:
         self.precision, self.channels_last, self.progress, self.on_batch = precision, channels_last, progress, on_batch
         self.failures: list[tuple[str, str]] = []
         self.n_new = 0
+        self.stop = StopRequest()
 
     def __call__(self, w: StoreWriter) -> ExtractResult:
         ds = self.plan.dataset
@@ -184,6 +235,7 @@ class _Run:
             bar.update(len(idx) + len(failed))
             if self.on_batch is not None:
                 self.on_batch(k)
+            self.stop.check(w.n_rows)
         bar.close()
         w.drop(broken_rows)  # a changed file that no longer reads keeps no stale row
         return {"device": embed.device.type, "precision": cfg.precision, "runtime": "torch",

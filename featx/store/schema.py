@@ -19,7 +19,7 @@ from ..errors import StoreError
 
 FORMAT = "featx-features"
 STR = h5py.string_dtype("utf-8")
-JSON_ATTRS = ("classes", "fingerprint", "backbone", "versions", "source", "numeric")
+JSON_ATTRS = ("classes", "fingerprint", "backbone", "versions", "source", "numeric", "shard", "merged_from")
 ROW_DATASETS = ("features", "labels", "ids", "split", "size", "mtime_ns", "hash", "logits")
 FAILED_DATASETS = ("id", "reason", "size", "mtime_ns")
 
@@ -76,10 +76,11 @@ def encode_strs(values: Sequence[str]) -> list[bytes]:
     return [str(v).encode("utf-8", "surrogateescape") for v in values]
 
 
-def read_strs(ds: h5py.Dataset, n: int | None = None) -> np.ndarray:
-    """A string dataset's first ``n`` entries as an object array of str (odd bytes surrogate-escaped)."""
-    sl = slice(None) if n is None else slice(0, n)
-    return np.array(ds.asstr(errors="surrogateescape")[sl], dtype=object).reshape(-1)
+def read_strs(ds: h5py.Dataset, n: int | None = None, *, rows: np.ndarray | None = None) -> np.ndarray:
+    """A string dataset's first ``n`` entries (or its increasing ``rows``) as an object array of str
+    (odd bytes surrogate-escaped)."""
+    sel = rows if rows is not None else slice(None) if n is None else slice(0, n)
+    return np.array(ds.asstr(errors="surrogateescape")[sel], dtype=object).reshape(-1)
 
 
 def read_failed(f: h5py.File) -> list[tuple[str, str, int, int]]:
@@ -231,4 +232,5 @@ def _attrs(cfg: ExtractCfg, meta: dict) -> dict:
         "created": now(),
         "updated": now(),
         "complete": False,
+        **({"shard": json.dumps(meta["shard"], sort_keys=True)} if meta.get("shard") else {}),
     }

@@ -1,0 +1,107 @@
+"""SLURM: sharded extraction as one array job written from a template (``array.sbatch``).
+
+:func:`submit_extract` writes the script beside the store (``<cache>/slurm/<store>/``, one log
+per task under ``logs/``) and submits it with ``sbatch``; ``dry_run`` only prints it.
+:func:`requeue_self` is what a task does when SLURM warns it of its time limit (SIGUSR1).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+from .. import __version__
+from ..errors import FeatxError, OptionError
+
+TEMPLATE = "array.sbatch"
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """``#SBATCH`` resources of each array task (None: the cluster's default)."""
+
+    partition: str | None = None
+    time: str | None = None
+    gpus_per_task: int | None = None
+    cpus_per_task: int | None = None
+    mem: str | None = None
+    account: str | None = None
+    max_running: int | None = None  # the array's % limit
+    grace: int = 120  # seconds between SIGUSR1 and the time limit
+
+    def lines(self) -> list[str]:
+        pairs = [("partition", self.partition), ("time", self.time), ("gpus-per-task", self.gpus_per_task),
+                 ("cpus-per-task", self.cpus_per_task), ("mem", self.mem), ("account", self.account)]
+        return [f"#SBATCH --{k}={v}" for k, v in pairs if v not in (None, "")]
+
+
+def array_script(command: Sequence[str], *, count: int, store: Path, name: str, logs: Path, workdir: Path,
+                 options: SlurmOptions) -> str:
+    """The sbatch script of an ``count``-task array running ``command --shard $i/count``."""
+    if count < 1:
+        raise OptionError(f"--shards {count}: need at least 1")
+    if options.max_running is not None and options.max_running < 1:
+        raise OptionError(f"--max-running {options.max_running}: need at least 1")
+    template = resources.files(__package__).joinpath(TEMPLATE).read_text()
+    return template.format(
+        version=__version__, date=time.strftime("%Y-%m-%d %H:%M"), count=count, last=count - 1,
+        limit=f"%{options.max_running}" if options.max_running else "", name=name, logs=shlex.quote(str(logs)),
+        grace=options.grace, resources="\n".join(options.lines()), workdir=shlex.quote(str(workdir)),
+        store=store, shard_glob=f"{store.stem}.shard-*.h5", command=shlex.join(command))
+
+
+def featx_command(args: Sequence[str]) -> list[str]:
+    """``python -m featx ARGS`` with this interpreter (the tasks run in the same environment)."""
+    return [sys.executable, "-m", "featx", *args]
+
+
+def write_script(store: Path, script: str) -> Path:
+    """Write the script under ``<store dir>/slurm/<store stem>/`` (its ``logs/`` folder created too)."""
+    folder = job_folder(store)
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    path = folder / "extract.sbatch"
+    path.write_text(script)
+    return path
+
+
+def job_folder(store: Path) -> Path:
+    return store.parent / "slurm" / store.stem
+
+
+def sbatch(script: Path, *, wait: bool = False) -> str:
+    """Submit ``script``; returns the job id. ``wait``: block until every task has ended."""
+    exe = shutil.which("sbatch")
+    if exe is None:
+        raise FeatxError("--slurm: `sbatch` is not on PATH; run on a SLURM login node, or use --dry-run to write "
+                         "the script")
+    cmd = [exe, "--parsable"] + (["--wait"] if wait else []) + [str(script)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 and not (wait and proc.stdout.strip()):
+        raise FeatxError(f"sbatch {script} failed: {' '.join(proc.stderr.split()) or proc.returncode}")
+    return proc.stdout.strip().split(";")[0].splitlines()[0] if proc.stdout.strip() else ""
+
+
+def current_task() -> str | None:
+    """This SLURM job's id as ``scontrol`` names it (``<array job>_<task>`` for an array task), or None."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
+
+
+def requeue_self() -> str | None:
+    """Put this SLURM task back in the queue (it resumes its store when it starts again); its id, or None."""
+    task = current_task()
+    exe = shutil.which("scontrol")
+    if task is None or exe is None:
+        return None
+    proc = subprocess.run([exe, "requeue", task], capture_output=True, text=True)
+    return task if proc.returncode == 0 else None
