@@ -1,4 +1,4 @@
-"""`featx predict`: classify new images with a model written by `featx fit`."""
+"""`featx predict`: classify new images with a model written by `featx fit` or `featx finetune`."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from ._common import handles_errors, out, warn
 @app.command()
 @handles_errors
 def predict(
-    model: Annotated[Path, typer.Argument(help="model.joblib written by `featx fit` (or its run folder).",
-                                          show_default=False)],
+    model: Annotated[Path, typer.Argument(help="model.joblib written by `featx fit`, best.pt written by "
+                                          "`featx finetune`, or their run folder.", show_default=False)],
     images: Annotated[list[Path], typer.Argument(help="Image files to classify.", show_default=False)],
     top_k: Annotated[int, typer.Option(help="Classes shown per image.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image: "

@@ -1,4 +1,5 @@
-"""Classify new images with a model written by ``featx fit``.
+"""Classify new images with a model written by ``featx fit``, or with a network fine-tuned by
+``featx finetune`` (its ``best.pt``, whose own head gives the probabilities).
 
 ``model.joblib`` is the fitted Pipeline; ``model.json`` beside it names the classes
 and the fingerprint(s) of the features it was fit on. Images are embedded with
@@ -16,7 +17,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -99,13 +100,67 @@ def embed_for_model(fingerprints: Sequence[dict], paths: Sequence[Path], *, weig
     return X, keep, list(failures.items())
 
 
+def is_finetune_checkpoint_path(path: str | Path) -> bool:
+    """``best.pt`` / ``last.pt`` of ``featx finetune`` (or its run folder), rather than a ``model.joblib``."""
+    path = Path(path)
+    if path.is_dir():
+        return (path / "best.pt").is_file() and not (path / "model.joblib").exists()
+    return path.suffix in (".pt", ".pth")
+
+
+def top_k_results(paths: Sequence[Path], proba: np.ndarray, classes: Sequence[str], top_k: int) -> list[dict]:
+    """``[{"path", "top": [[class, probability], ...]}]``: the ``top_k`` classes of each row, best first."""
+    results = []
+    for p, row in zip(paths, proba):
+        order = np.argsort(-row, kind="stable")[:top_k]
+        results.append({"path": str(p), "top": [[classes[j], float(row[j])] for j in order]})
+    return results
+
+
+def predict_finetuned(checkpoint: str | Path, paths: Sequence[Path], *, top_k: int = 3, device: str = "auto",
+                      batch_size: int = 16) -> tuple[list[dict], list[tuple[str, str]]]:
+    """The fine-tuned network's own head on ``paths`` (softmax of its logits), as :func:`predict_paths`."""
+    from ..backbones.build import load_finetuned  # lazy: torch
+    from ..backbones.tap import TappedModel
+    from ..engine.embed import Embedder, resolve_device
+    from ..engine.loader import iter_batches
+
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / "best.pt"
+    if not checkpoint.is_file():
+        raise ClassifierError(f"{checkpoint}: no such checkpoint; pass the best.pt written by `featx finetune`")
+    model, bcfg, ck = load_finetuned(checkpoint)
+    embed = Embedder(TappedModel(model, ck["head"]["path"] + ":in", "none", with_logits=True), bcfg.data,
+                     resolve_device(device), channels_last=False)
+    keep, proba, failures = [], [], []
+    for idx, x, failed in iter_batches(paths, bcfg.data, batch_size=batch_size, workers=0, pin_memory=False):
+        if idx:
+            logits = embed(x)[1]
+            z = np.exp(logits - logits.max(1, keepdims=True))
+            proba.append(z / z.sum(1, keepdims=True))
+            keep += [paths[j] for j in idx]
+        failures += [(str(paths[j]), r) for j, r in failed]
+    if not keep:
+        return [], failures
+    return top_k_results(keep, np.concatenate(proba), list(ck["classes"]), top_k), failures
+
+
 def predict_paths(model_path: str | Path, paths: Sequence[str | Path], *, top_k: int = 3,
                   weights: str | Path | None = None) -> tuple[list[dict], list[tuple[str, str]]]:
-    """``[{"path", "top": [[class, probability], ...]}]`` per readable image, plus ``(path, reason)`` failures."""
+    """``[{"path", "top": [[class, probability], ...]}]`` per readable image, plus ``(path, reason)`` failures.
+
+    ``model_path``: a ``model.joblib`` of ``featx fit`` (or its run folder), or a ``best.pt`` of
+    ``featx finetune`` (or its run folder), whose own head classifies the images.
+    """
     if top_k < 1:
         raise ClassifierError(f"--top-k {top_k}: must be at least 1")
-    loaded = load_model(model_path)
     paths = [Path(p) for p in paths]
+    if is_finetune_checkpoint_path(model_path):
+        if weights is not None:
+            raise ClassifierError("--weights: a fine-tuning checkpoint carries its own weights; drop --weights")
+        return predict_finetuned(model_path, paths, top_k=top_k)
+    loaded = load_model(model_path)
     X, keep, failures = embed_for_model(loaded.fingerprints, paths, weights=weights)
     if not keep:
         return [], failures
@@ -115,12 +170,7 @@ def predict_paths(model_path: str | Path, paths: Sequence[str | Path], *, top_k:
     proba = np.asarray(loaded.model.predict_proba(X))
     full = np.zeros((len(keep), len(loaded.classes)))
     full[:, np.asarray(loaded.model.classes_, dtype=int)] = proba
-    classes = loaded.classes
-    results = []
-    for p, row in zip(keep, full):
-        order = np.argsort(-row, kind="stable")[:top_k]
-        results.append({"path": str(p), "top": [[classes[j], float(row[j])] for j in order]})
-    return results, failures
+    return top_k_results(keep, full, loaded.classes, top_k), failures
 
 
 def format_prediction(result: dict) -> str:
