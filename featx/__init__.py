@@ -2,7 +2,13 @@
 
 Importing featx is light: no torch, no h5py. The stages (``featx.extraction``,
 ``featx.learn``, ``featx.analysis``) import what they need when used, and the public
-names below are loaded on first access.
+names below are loaded on first access. From Python::
+
+    store = featx.extract("efficientnet_lite0", "paintings/")   # a Store over the HDF5 file
+    run = featx.fit(store, clf="linearsvc")                      # a FitRun: metrics, model, figures
+    featx.predict(run.model, ["new.jpg"], top_k=3)
+    featx.analyze(store, transferability=True, umap=True)        # an Analysis: scores, Figures
+    featx.ImageEmbedder("efficientnet_lite0")                    # a scikit-learn transformer
 """
 
 from __future__ import annotations
@@ -20,6 +26,17 @@ _PUBLIC = {
     "load_features": "featx.store.reader",
     "load_dataset": "featx.data.discover",
     "list_backbones": "featx.backbones.registry",
+    "extract": "featx.api",
+    "fit": "featx.api",
+    "predict": "featx.api",
+    "analyze": "featx.api",
+    "ImageEmbedder": "featx.api",
+    "Store": "featx.api",
+    "StoreChangedError": "featx.api",
+    "FitRun": "featx.api",
+    "FitRuns": "featx.api",
+    "Analysis": "featx.api",
+    "Predictions": "featx.api",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -73,16 +73,15 @@ def analyze(
     With no option, computes --transferability and --pca. Outputs: scores.json, scores.csv,
     ranking.csv, PNG plots, projections .npz, optional .html, summary.md.
     """
-    from ..analysis.analyze import LOGITS_HINT, RANKED_KEYS, SCORE_KEYS, AnalyzeOptions
-    from ..analysis.analyze import analyze as run
-    from ..analysis.budget import DEFAULT_SCORE_DIMS, parse_size
+    from ..analysis.analyze import LOGITS_HINT, RANKED_KEYS, SCORE_KEYS
+    from ..analysis.budget import parse_size
+    from ..api import analyze as run
 
-    opts = AnalyzeOptions(transferability=transferability, pca=pca, tsne=tsne, umap=umap, three_d=three_d,
-                          thumbnails=thumbnails, html=html, outliers=outliers, overlap=overlap, split=value(split),
-                          seed=seed, max_rows=max_rows, k=k, runs_dir=runs_dir, overwrite=overwrite,
-                          max_memory=None if max_memory is None else parse_size(max_memory, "--max-memory"),
-                          score_dims=DEFAULT_SCORE_DIMS if score_dims is None else score_dims, judge_by=judge_by)
-    res = run(stores, opts, out=out_dir, name=name, log=progress)
+    res = run(stores, transferability=transferability, pca=pca, tsne=tsne, umap=umap, three_d=three_d,
+              thumbnails=thumbnails, html=html, outliers=outliers, overlap=overlap, split=value(split), seed=seed,
+              max_rows=max_rows, k=k, runs_dir=runs_dir, overwrite=overwrite,
+              max_memory=None if max_memory is None else parse_size(max_memory, "--max-memory"),
+              score_dims=score_dims, judge_by=judge_by, out=out_dir, name=name, log=progress)
     if res.ranking:
         width = max(14, *(len(r["store"]) for r in res.ranking))
         labels = {key: key if key in RANKED_KEYS else f"{key} (in-sample)" for key in SCORE_KEYS}
@@ -105,4 +104,4 @@ def analyze(
         names = ", ".join(res.skipped)
         warn(f"{', '.join(next(iter(res.skipped.values())))} skipped for {names} (no logits in the store); "
              f"{LOGITS_HINT}")
-    out(f"wrote {len(res.files)} files to {res.out_dir} (see summary.md)")
+    out(f"wrote {len(res.files)} files to {res.path} (see summary.md)")

@@ -127,7 +127,7 @@ def extract(
         return
     if dry_run or wait or shards != 1:
         raise OptionError("--shards, --wait and --dry-run go with --slurm (or run `--shard i/n` per task yourself)")
-    from ..extraction.run import extract as run
+    from ..api import extract as run
 
     try:
         res = run(backbone, data, out=out_path, weights=weights, layer=layer, pool=value(pool), tta=value(tta),
@@ -135,7 +135,7 @@ def extract(
               split_seed=split_seed, split_ratios=parse_ratios(split_ratios), device=device, batch_size=batch_size,
               workers=workers, streams=streams, precision=value(precision), channels_last=channels_last,
               overwrite=overwrite, missing=value(missing), retry_failed=retry_failed, hash=hash_files,
-              relocate=relocate, shard=shard, merge=merge, progress=not quiet)
+              relocate=relocate, shard=shard, merge=merge, progress=not quiet).extraction
     except Stopped as exc:
         from ..jobs.slurm import requeue_self
 

@@ -55,10 +55,8 @@ def fit(
     seed: Annotated[int, typer.Option(help="Random seed for CV folds and stochastic classifiers.")] = 0,
 ) -> None:
     """Fit classifiers on cached features and write metrics, report, figures and the model."""
-    from ..learn.fit import fit_stores
-    from ..store.reader import load_features
+    from ..api import fit as run
 
-    loaded = [load_features(p) for p in stores]
-    fit_stores(loaded, clf, concat=concat, out=out_dir, name=name, root=runs_dir, preprocess=preprocess,
-               class_weight=value(class_weight), search=search, cv=cv, n_jobs=n_jobs, seed=seed,
-               overwrite=overwrite, echo=out)
+    run(stores, clf, concat=concat, out=out_dir, name=name, runs_dir=runs_dir, preprocess=preprocess,
+        class_weight=value(class_weight), search=search, cv=cv, n_jobs=n_jobs, seed=seed, overwrite=overwrite,
+        echo=out)

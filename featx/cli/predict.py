@@ -26,12 +26,13 @@ def predict(
                                                          "local checkpoint (file:<sha256> weights).")] = None,
 ) -> None:
     """Embed IMAGES with the model's backbone and print the top-k classes with probabilities."""
-    from ..learn.predict import format_prediction, predict_paths
+    from ..api import predict as run
+    from ..learn.predict import format_prediction
 
-    results, failures = predict_paths(model, images, top_k=top_k, weights=weights)
+    results = run(model, images, top_k=top_k, weights=weights, errors="ignore")
     for r in results:
         out(json.dumps(r) if as_json else format_prediction(r))
-    for path, reason in failures:
+    for path, reason in results.failures:
         warn(f"{path}: skipped ({reason})")
     if not results:
         raise typer.Exit(1)

@@ -114,6 +114,16 @@ def preprocess(img: Image.Image, cfg: DataCfg) -> np.ndarray:
     return np.array(img, dtype=np.uint8)
 
 
-def read_for_model(path: str | Path, cfg: DataCfg) -> np.ndarray:
-    """:func:`load_rgb` then :func:`preprocess`."""
-    return preprocess(load_rgb(path, min_size=cfg.resize_size), cfg)
+def read_for_model(source: str | Path | Image.Image | np.ndarray, cfg: DataCfg) -> np.ndarray:
+    """:func:`load_rgb` then :func:`preprocess`. ``source`` is a file, or an image in memory: a PIL image
+    (EXIF orientation applied, converted to RGB like a file) or a uint8 array (H, W), (H, W, 3) or (H, W, 4)."""
+    if isinstance(source, Image.Image):
+        img = _to_rgb(ImageOps.exif_transpose(source) or source)
+    elif isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (3, 4)):
+            raise ImageReadError(f"an image array must be uint8 (H, W), (H, W, 3) or (H, W, 4); got {source.dtype} "
+                                 f"{source.shape}")
+        img = _to_rgb(Image.fromarray(source))
+    else:
+        img = load_rgb(source, min_size=cfg.resize_size)
+    return preprocess(img, cfg)

@@ -1,25 +1,71 @@
 """Figures written into run folders: heatmaps and image contact sheets.
 
-matplotlib is imported inside each function with the non-interactive Agg backend,
-so importing this module costs nothing and works without a display. No torch, no h5py.
+Figures are bare :class:`matplotlib.figure.Figure` objects (:func:`subplots`), never pyplot's:
+no backend is switched (a notebook's inline backend stays), no display is needed, and nothing
+is left in pyplot's registry. matplotlib is imported inside the functions, so importing this
+module costs nothing. Every PNG goes through :func:`save` (or :func:`saved`); inside
+:func:`collect_figures` the Figures written are also handed back (the Python API returns
+them). No torch, no h5py.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import io
 import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
+_COLLECTED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("featx_figures", default=None)
 
-def pyplot():
-    import matplotlib
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+@functools.cache
+def _figure_class() -> type:
+    from matplotlib.figure import Figure
 
-    return plt
+    class ReportFigure(Figure):
+        """A Figure that shows itself in Jupyter without pyplot (IPython calls ``_repr_png_``)."""
+
+        def _repr_png_(self) -> bytes:
+            buf = io.BytesIO()
+            self.savefig(buf, format="png", bbox_inches="tight")
+            return buf.getvalue()
+
+    return ReportFigure
+
+
+def new_figure(figsize: tuple[float, float], dpi: int = 100):
+    """A bare :class:`matplotlib.figure.Figure` (no backend, not in pyplot's registry) that Jupyter displays."""
+    return _figure_class()(figsize=figsize, dpi=dpi)
+
+
+def subplots(*args, figsize: tuple[float, float], dpi: int = 100, **kwargs):
+    """``(figure, axes)`` like ``pyplot.subplots``, on :func:`new_figure`."""
+    fig = new_figure(figsize, dpi)
+    return fig, fig.subplots(*args, **kwargs)
+
+
+@contextmanager
+def collect_figures() -> Iterator[dict]:
+    """Within the block, every figure written as a PNG is also put in the yielded dict, keyed by its path."""
+    found: dict = {}
+    token = _COLLECTED.set(found)
+    try:
+        yield found
+    finally:
+        _COLLECTED.reset(token)
+
+
+def saved(fig, path: Path) -> Path:
+    """Record ``fig``, already written at ``path``, with the active :func:`collect_figures` block."""
+    found = _COLLECTED.get()
+    if found is not None:
+        found[Path(path)] = fig
+    return Path(path)
 
 
 def heatmap(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], path: str | Path, *,
@@ -30,33 +76,37 @@ def heatmap(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[
     Used for the row-normalised confusion matrix (``fmt=".2f"``, vmin 0, vmax 1).
     Cell text is omitted when the matrix is larger than 30 x 30.
     """
-    plt = pyplot()
+    return save(heatmap_figure(matrix, row_labels, col_labels, title=title, fmt=fmt, xlabel=xlabel, ylabel=ylabel,
+                               cmap=cmap, vmin=vmin, vmax=vmax), path)
+
+
+def heatmap_figure(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], *, title: str = "",
+                   fmt: str = ".2f", xlabel: str = "", ylabel: str = "", cmap: str = "Blues",
+                   vmin: float | None = None, vmax: float | None = None):
+    """The Figure :func:`heatmap` writes (not saved)."""
     m = np.asarray(matrix, dtype=float)
     n_rows, n_cols = m.shape
     if len(row_labels) != n_rows or len(col_labels) != n_cols:
         raise ValueError(f"labels ({len(row_labels)}, {len(col_labels)}) do not match matrix shape {m.shape}")
     width = min(24.0, max(5.0, 0.6 * n_cols + 2.5))
     height = min(24.0, max(3.5, 0.5 * n_rows + 2.0))
-    fig, ax = plt.subplots(figsize=(width, height), dpi=100)
-    try:
-        im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-        ax.set_xticks(range(n_cols), labels=[str(c) for c in col_labels], rotation=45, ha="right")
-        ax.set_yticks(range(n_rows), labels=[str(r) for r in row_labels])
-        if n_rows <= 30 and n_cols <= 30:
-            finite = m[np.isfinite(m)]
-            mid = (finite.max() + finite.min()) / 2 if finite.size else 0.0
-            for i in range(n_rows):
-                for j in range(n_cols):
-                    v = m[i, j]
-                    ax.text(j, i, "" if not np.isfinite(v) else format(v, fmt), ha="center", va="center",
-                            fontsize=8, color="white" if v > mid else "black")
-        ax.set_title(title, fontsize=9, wrap=True)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    fig, ax = subplots(figsize=(width, height), dpi=100)
+    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(n_cols), labels=[str(c) for c in col_labels], rotation=45, ha="right")
+    ax.set_yticks(range(n_rows), labels=[str(r) for r in row_labels])
+    if n_rows <= 30 and n_cols <= 30:
+        finite = m[np.isfinite(m)]
+        mid = (finite.max() + finite.min()) / 2 if finite.size else 0.0
+        for i in range(n_rows):
+            for j in range(n_cols):
+                v = m[i, j]
+                ax.text(j, i, "" if not np.isfinite(v) else format(v, fmt), ha="center", va="center",
+                        fontsize=8, color="white" if v > mid else "black")
+    ax.set_title(title, fontsize=9, wrap=True)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return fig
 
 
 def thumbnail(path: Path, size: int) -> np.ndarray | None:
@@ -71,13 +121,13 @@ def thumbnail(path: Path, size: int) -> np.ndarray | None:
     return np.asarray(im)
 
 
-def _save(fig, path: str | Path) -> Path:
+def save(fig, path: str | Path) -> Path:
     """Lay out and write ``fig`` as a PNG at ``path`` (parents created)."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    return path
+    return saved(fig, path)
 
 
 def contact_sheet(image_paths: Sequence[str | Path], captions: Sequence[str], path: str | Path, *,
@@ -88,7 +138,6 @@ def contact_sheet(image_paths: Sequence[str | Path], captions: Sequence[str], pa
     carries the caption. At most ``max_images`` are drawn; an empty list draws a
     single "nothing to show" panel so the file always exists.
     """
-    plt = pyplot()
     if len(image_paths) != len(captions):
         raise ValueError(f"{len(image_paths)} images but {len(captions)} captions")
     items = list(zip(image_paths, captions))[:max_images]
@@ -96,23 +145,20 @@ def contact_sheet(image_paths: Sequence[str | Path], captions: Sequence[str], pa
     cols = max(1, min(cols, n))
     rows = math.ceil(n / cols)
     inch = thumb / 100
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * inch * 1.1, rows * inch * 1.35 + (0.4 if title else 0)),
-                             dpi=100, squeeze=False)
-    try:
-        for ax in axes.ravel():
-            ax.axis("off")
-        if not items:
-            axes[0, 0].text(0.5, 0.5, "nothing to show", ha="center", va="center")
-        for ax, (img_path, caption) in zip(axes.ravel(), items):
-            img = thumbnail(Path(img_path), thumb)
-            if img is None:
-                ax.imshow(np.full((thumb, thumb, 3), 160, np.uint8))
-                ax.text(thumb / 2, thumb / 2, "missing", ha="center", va="center", color="white")
-            else:
-                ax.imshow(img)
-            ax.set_title(str(caption), fontsize=7, wrap=True)
-        if title:
-            fig.suptitle(title)
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    fig, axes = subplots(rows, cols, figsize=(cols * inch * 1.1, rows * inch * 1.35 + (0.4 if title else 0)),
+                         dpi=100, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    if not items:
+        axes[0, 0].text(0.5, 0.5, "nothing to show", ha="center", va="center")
+    for ax, (img_path, caption) in zip(axes.ravel(), items):
+        img = thumbnail(Path(img_path), thumb)
+        if img is None:
+            ax.imshow(np.full((thumb, thumb, 3), 160, np.uint8))
+            ax.text(thumb / 2, thumb / 2, "missing", ha="center", va="center", color="white")
+        else:
+            ax.imshow(img)
+        ax.set_title(str(caption), fontsize=7, wrap=True)
+    if title:
+        fig.suptitle(title)
+    return save(fig, path)

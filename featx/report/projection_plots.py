@@ -1,6 +1,6 @@
 """Figures of projected features: class-coloured 2-D / 3-D scatters, image thumbnails at their
 projected positions, the PCA variance curve, the separability curve, and a standalone
-interactive HTML page. matplotlib (Agg) is imported inside the functions; no torch, no h5py.
+interactive HTML page, drawn on bare Figures (:func:`featx.report.plots.subplots`); no torch, no h5py.
 
 Heatmaps and contact sheets live in :mod:`featx.report.plots`, the HTML view in :mod:`featx.report.html`.
 """
@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .plots import pyplot, thumbnail
+from .plots import new_figure, saved, subplots, thumbnail
 
 MARKERS = ("o", "s", "^", "D", "v", "P")
 
@@ -59,7 +59,7 @@ def _finish(fig, path: str | Path, title: str, note: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight")
-    return path
+    return saved(fig, path)
 
 
 def _draw_points(ax, coords: np.ndarray, labels: np.ndarray, n_classes: int, colors, seed: int,
@@ -79,13 +79,12 @@ def scatter(coords: np.ndarray, labels: np.ndarray, classes: Sequence[str], path
             note: str = "", axis_names: Sequence[str] = ("1", "2", "3"), seed: int = 0) -> Path:
     """Class-coloured scatter (2-D, or 3-D shown from two angles), legend with class counts,
     ``note`` (e.g. the sub-sampling) written under the figure. Fine for 2-50 classes and 100k points."""
-    plt = pyplot()
     coords = np.asarray(coords, dtype=float)
     labels = np.asarray(labels, dtype=int)
     colors = class_colors(len(classes))
     three_d = coords.shape[1] == 3
     if three_d:
-        fig = plt.figure(figsize=(15, 6.5), dpi=100)
+        fig = new_figure((15, 6.5), dpi=100)
         axes = [fig.add_subplot(1, 2, i + 1, projection="3d") for i in range(2)]
         for ax, (elev, azim) in zip(axes, ((20, -60), (20, 30))):
             _draw_points(ax, coords, labels, len(classes), colors, seed, three_d=True)
@@ -93,15 +92,12 @@ def scatter(coords: np.ndarray, labels: np.ndarray, classes: Sequence[str], path
             ax.set_xlabel(axis_names[0]), ax.set_ylabel(axis_names[1]), ax.set_zlabel(axis_names[2])
         legend_ax = axes[1]
     else:
-        fig, ax = plt.subplots(figsize=(9, 7), dpi=100)
+        fig, ax = subplots(figsize=(9, 7), dpi=100)
         _draw_points(ax, coords, labels, len(classes), colors, seed)
         ax.set_xlabel(axis_names[0]), ax.set_ylabel(axis_names[1])
         legend_ax = ax
-    try:
-        _legend(fig, legend_ax, classes, labels, colors)
-        return _finish(fig, path, title, note)
-    finally:
-        plt.close(fig)
+    _legend(fig, legend_ax, classes, labels, colors)
+    return _finish(fig, path, title, note)
 
 
 def thumbnail_scatter(coords: np.ndarray, labels: np.ndarray, classes: Sequence[str],
@@ -111,77 +107,65 @@ def thumbnail_scatter(coords: np.ndarray, labels: np.ndarray, classes: Sequence[
     at most ``max_thumbs``, framed in the class colour). Missing or unreadable images stay plain dots."""
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
-    plt = pyplot()
     coords = np.asarray(coords, dtype=float)[:, :2]
     labels = np.asarray(labels, dtype=int)
     colors = class_colors(len(classes))
-    fig, ax = plt.subplots(figsize=(14, 11), dpi=100)
-    try:
-        _draw_points(ax, coords, labels, len(classes), colors, seed)
-        g = max(1, int(math.sqrt(max_thumbs)))
-        lo, span = coords.min(axis=0), np.ptp(coords, axis=0) + 1e-12
-        cell = np.minimum((g * (coords - lo) / span).astype(int), g - 1)
-        cell_id = cell[:, 0] * g + cell[:, 1]
-        order = np.random.default_rng(seed).permutation(len(coords))
-        _, first = np.unique(cell_id[order], return_index=True)
-        drawn = 0
-        for i in order[first]:
-            img = thumbnail(Path(image_paths[i]), thumb)
-            if img is None:
-                continue
-            box = AnnotationBbox(OffsetImage(img, zoom=0.6), coords[i], frameon=True, pad=0.1,
-                                 bboxprops={"edgecolor": colors[labels[i]], "linewidth": 1.5})
-            ax.add_artist(box)
-            drawn += 1
-        _legend(fig, ax, classes, labels, colors)
-        shown = f"{drawn} thumbnails (one per grid cell)" + ("" if drawn else "; no image files found")
-        return _finish(fig, path, title, "; ".join(s for s in (note, shown) if s))
-    finally:
-        plt.close(fig)
+    fig, ax = subplots(figsize=(14, 11), dpi=100)
+    _draw_points(ax, coords, labels, len(classes), colors, seed)
+    g = max(1, int(math.sqrt(max_thumbs)))
+    lo, span = coords.min(axis=0), np.ptp(coords, axis=0) + 1e-12
+    cell = np.minimum((g * (coords - lo) / span).astype(int), g - 1)
+    cell_id = cell[:, 0] * g + cell[:, 1]
+    order = np.random.default_rng(seed).permutation(len(coords))
+    _, first = np.unique(cell_id[order], return_index=True)
+    drawn = 0
+    for i in order[first]:
+        img = thumbnail(Path(image_paths[i]), thumb)
+        if img is None:
+            continue
+        box = AnnotationBbox(OffsetImage(img, zoom=0.6), coords[i], frameon=True, pad=0.1,
+                             bboxprops={"edgecolor": colors[labels[i]], "linewidth": 1.5})
+        ax.add_artist(box)
+        drawn += 1
+    _legend(fig, ax, classes, labels, colors)
+    shown = f"{drawn} thumbnails (one per grid cell)" + ("" if drawn else "; no image files found")
+    return _finish(fig, path, title, "; ".join(s for s in (note, shown) if s))
 
 
 def variance_curve(ratios: np.ndarray, path: str | Path, *, title: str = "PCA explained variance") -> Path:
     """Per-component and cumulative explained-variance ratio, with the 50/80/90% points marked."""
-    plt = pyplot()
     ratios = np.asarray(ratios, dtype=float)
     cum = np.cumsum(ratios)
     k = np.arange(1, len(ratios) + 1)
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
-    try:
-        ax.bar(k, ratios, color="0.7", label="per component")
-        ax.plot(k, cum, color="C0", label="cumulative")
-        for level in (0.5, 0.8, 0.9):
-            if cum[-1] >= level:
-                j = int(np.searchsorted(cum, level)) + 1
-                ax.axhline(level, color="0.85", lw=0.8, zorder=0)
-                ax.annotate(f"{level:.0%} at {j}", (j, level), textcoords="offset points", xytext=(5, -12), fontsize=8)
-        ax.set_xlabel("principal component")
-        ax.set_ylabel("explained variance ratio")
-        ax.set_ylim(0, 1.02)
-        ax.legend(loc="center right")
-        return _finish(fig, path, title, "")
-    finally:
-        plt.close(fig)
+    fig, ax = subplots(figsize=(8, 5), dpi=100)
+    ax.bar(k, ratios, color="0.7", label="per component")
+    ax.plot(k, cum, color="C0", label="cumulative")
+    for level in (0.5, 0.8, 0.9):
+        if cum[-1] >= level:
+            j = int(np.searchsorted(cum, level)) + 1
+            ax.axhline(level, color="0.85", lw=0.8, zorder=0)
+            ax.annotate(f"{level:.0%} at {j}", (j, level), textcoords="offset points", xytext=(5, -12), fontsize=8)
+    ax.set_xlabel("principal component")
+    ax.set_ylabel("explained variance ratio")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="center right")
+    return _finish(fig, path, title, "")
 
 
 def separability_curve(acc: dict[int, float], path: str | Path, *, chance: float | None = None,
                        title: str = "Linear separability on the first k principal components") -> Path:
     """Linear-SVM cross-validated accuracy against the number of principal components k."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    try:
-        ks = sorted(acc)
-        ax.plot(ks, [acc[k] for k in ks], marker="o")
-        for k in ks:
-            ax.annotate(f"{acc[k]:.2f}", (k, acc[k]), textcoords="offset points", xytext=(0, 6), fontsize=7,
-                        ha="center")
-        if chance is not None:
-            ax.axhline(chance, color="0.6", ls="--", label="majority class")
-            ax.legend(loc="lower right")
-        ax.set_xscale("log")
-        ax.set_xlabel("k (principal components)")
-        ax.set_ylabel("CV accuracy (LinearSVC)")
-        ax.set_ylim(0, 1.05)
-        return _finish(fig, path, title, "")
-    finally:
-        plt.close(fig)
+    fig, ax = subplots(figsize=(7, 4.5), dpi=100)
+    ks = sorted(acc)
+    ax.plot(ks, [acc[k] for k in ks], marker="o")
+    for k in ks:
+        ax.annotate(f"{acc[k]:.2f}", (k, acc[k]), textcoords="offset points", xytext=(0, 6), fontsize=7,
+                    ha="center")
+    if chance is not None:
+        ax.axhline(chance, color="0.6", ls="--", label="majority class")
+        ax.legend(loc="lower right")
+    ax.set_xscale("log")
+    ax.set_xlabel("k (principal components)")
+    ax.set_ylabel("CV accuracy (LinearSVC)")
+    ax.set_ylim(0, 1.05)
+    return _finish(fig, path, title, "")

@@ -152,7 +152,9 @@ class _Guarded:
         return False
 
 
-def _attrs(f: h5py.File, path: Path, require_complete: bool) -> dict:
+def checked_attrs(f: h5py.File, path: Path, require_complete: bool) -> dict:
+    """The decoded attributes of an open store (:func:`summary_attrs`); StoreError if ``require_complete`` and
+    its first extraction has not finished."""
     attrs = summary_attrs(f)
     if require_complete and not attrs.get("complete", False):
         if writer_active(path):
@@ -165,29 +167,33 @@ def _attrs(f: h5py.File, path: Path, require_complete: bool) -> dict:
 
 def read_attrs(path: str | Path, *, require_complete: bool = False) -> dict:
     """The store's attributes, decoded, with n_rows, dim, dtype, n_failed (cheap: reads no rows)."""
-    return read_snapshot(path, lambda f: _attrs(f, Path(path), require_complete))
+    return read_snapshot(path, lambda f: checked_attrs(f, Path(path), require_complete))
+
+
+def read_feature_set(f: h5py.File, path: Path, *, require_complete: bool = True, with_features: bool = True,
+                     rows: int | None = None) -> FeatureSet:
+    """The :class:`FeatureSet` of an open store (inside :func:`read_snapshot`): its committed rows, or the
+    first ``rows`` of them (a :class:`~featx.store.handle.Store` reads the rows it was opened with)."""
+    attrs = checked_attrs(f, path, require_complete)
+    n = attrs["n_rows"] if rows is None else min(rows, attrs["n_rows"])
+    feats = f["features"][:n].astype(np.float32, copy=False) if with_features else np.empty((0, 0), np.float32)
+    return FeatureSet(
+        path=path,
+        features=feats,
+        labels=f["labels"][:n].astype(np.int64),
+        ids=read_strs(f["ids"], n),
+        split=read_strs(f["split"], n),
+        classes=list(attrs["classes"]),
+        fingerprint=attrs.get("fingerprint", {}),
+        logits=f["logits"][:n].astype(np.float32) if "logits" in f else None,
+        failed=[(i, r) for i, r, _, _ in read_failed(f)],
+        data_root=Path(attrs.get("data_root", ".")),
+        attrs=attrs,
+    )
 
 
 def load_features(path: str | Path, *, require_complete: bool = True, with_features: bool = True) -> FeatureSet:
     """Read a store's committed rows. Raises :class:`StoreError` if it is missing, foreign, damaged or unfinished."""
     path = Path(path)
-
-    def read(f: h5py.File) -> FeatureSet:
-        attrs = _attrs(f, path, require_complete)
-        n = attrs["n_rows"]
-        feats = f["features"][:n].astype(np.float32, copy=False) if with_features else np.empty((0, 0), np.float32)
-        return FeatureSet(
-            path=path,
-            features=feats,
-            labels=f["labels"][:n].astype(np.int64),
-            ids=read_strs(f["ids"], n),
-            split=read_strs(f["split"], n),
-            classes=list(attrs["classes"]),
-            fingerprint=attrs.get("fingerprint", {}),
-            logits=f["logits"][:n].astype(np.float32) if "logits" in f else None,
-            failed=[(i, r) for i, r, _, _ in read_failed(f)],
-            data_root=Path(attrs.get("data_root", ".")),
-            attrs=attrs,
-        )
-
-    return read_snapshot(path, read)
+    return read_snapshot(path, lambda f: read_feature_set(f, path, require_complete=require_complete,
+                                                          with_features=with_features))

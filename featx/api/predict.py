@@ -1,0 +1,81 @@
+"""``featx.predict``: classify new images with a model written by :func:`featx.fit`."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import ClassifierError
+from .fit import FitRun, model_file
+
+
+class Predictions(list):
+    """``[{"path": str, "top": [(class, probability), ...]}, ...]``, one per readable image, in order.
+
+    Attributes
+    ----------
+    failures : list of (str, str)
+        ``(path, reason)`` of the images that could not be read (they have no entry).
+    """
+
+    def __init__(self, results: Sequence[dict], failures: Sequence[tuple[str, str]] = ()):
+        super().__init__(results)
+        self.failures = list(failures)
+
+
+def _model_path(model) -> Path:
+    if isinstance(model, FitRun):
+        return model.path / "model.joblib"
+    if isinstance(model, (str, os.PathLike)):
+        return Path(model)
+    found = model_file(model)
+    if found is None:
+        raise ClassifierError("predict: pass a FitRun, its .model, a run folder or a model.joblib path (this "
+                              f"{type(model).__name__} was not loaded by featx, so its backbone is unknown)")
+    return found
+
+
+def predict(model, images: str | os.PathLike | Sequence[str | os.PathLike], *, top_k: int = 3,
+            weights: str | Path | None = None, errors: str = "warn") -> Predictions:
+    """Embed images with the model's backbone and give the top-k classes with probabilities (``featx predict``).
+
+    Parameters
+    ----------
+    model : FitRun, its ``.model``, a run folder or a ``model.joblib`` path
+        A model written by :func:`featx.fit`; the backbone, layer, pooling and preprocessing are
+        rebuilt from the fingerprint beside it.
+    images : path or list of paths
+        Image files to classify.
+    top_k : int, default 3
+        Classes given per image.
+    weights : str or Path, optional
+        The checkpoint file, for models fit on features of a local checkpoint.
+    errors : {"warn", "raise", "ignore"}, default "warn"
+        What to do about images that cannot be read: a warning, a :class:`~featx.errors.DataError`, or
+        nothing (they are always listed in ``failures``).
+
+    Returns
+    -------
+    Predictions
+        A list of ``{"path": str, "top": [(class, probability), ...]}``, best class first.
+
+    Examples
+    --------
+    >>> featx.predict(run.model, ["new.jpg"], top_k=3)  # doctest: +SKIP
+    [{'path': 'new.jpg', 'top': [('claude-monet', 0.93), ('alfred-sisley', 0.07)]}]
+    """
+    from ..errors import DataError
+    from ..learn.predict import predict_paths
+
+    if errors not in ("warn", "raise", "ignore"):
+        raise ClassifierError(f"errors={errors!r}: use 'warn', 'raise' or 'ignore'")
+    paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    results, failures = predict_paths(_model_path(model), paths, top_k=top_k, weights=weights)
+    if failures and errors != "ignore":
+        text = f"{len(failures)} image(s) could not be read, e.g. {failures[0][0]}: {failures[0][1]}"
+        if errors == "raise":
+            raise DataError(text)
+        warnings.warn(text, stacklevel=2)
+    return Predictions([{"path": r["path"], "top": [tuple(t) for t in r["top"]]} for r in results], failures)

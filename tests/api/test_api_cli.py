@@ -1,0 +1,81 @@
+"""The CLI is a thin layer over featx.api: the same options everywhere, the same stores and metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+
+import numpy as np
+from helpers import copy_subset
+from typer.testing import CliRunner
+
+import featx
+from featx import api
+from featx.analysis.analyze import AnalyzeOptions
+from featx.cli import analyze as cli_analyze
+from featx.cli import app
+from featx.cli import extract as cli_extract
+from featx.cli import fit as cli_fit
+from featx.cli import predict as cli_predict
+from featx.extraction.run import extract as stage_extract
+from featx.store.reader import load_features
+
+# CLI parameter -> API parameter where the names differ (the option's flag is the API name)
+RENAMED = {"out_path": "out", "hash_files": "hash", "out_dir": "out", "quiet": "progress", "as_json": None}
+CLI_ONLY = {"extract": {"ctx", "slurm", "shards", "partition", "time_limit", "gpus_per_task", "cpus_per_task",
+                        "mem", "account", "max_running", "wait", "dry_run"}}  # cluster submission (featx.jobs)
+API_ONLY = {"extract": {"on_batch"}, "fit": {"echo"}, "analyze": {"log"}, "predict": {"errors"}}
+
+
+def _params(fn) -> dict[str, inspect.Parameter]:
+    return dict(inspect.signature(fn).parameters)
+
+
+def _cli_names(command, name: str) -> set[str]:
+    names = {RENAMED.get(p, p) for p in _params(command)} - CLI_ONLY.get(name, set())
+    return {n for n in names if n is not None}
+
+
+def test_api_extract_has_exactly_the_parameters_of_the_stage_function():
+    ours, stage = _params(api.extract), _params(stage_extract)
+    assert list(ours) == list(stage)
+    for name, p in stage.items():
+        assert (ours[name].kind, ours[name].default) == (p.kind, p.default), name
+
+
+def test_every_cli_option_is_an_api_parameter_and_back():
+    pairs = {"extract": (cli_extract.extract, api.extract), "fit": (cli_fit.fit, api.fit),
+             "analyze": (cli_analyze.analyze, api.analyze), "predict": (cli_predict.predict, api.predict)}
+    for name, (command, function) in pairs.items():
+        cli = _cli_names(command, name)
+        ours = set(_params(function)) - API_ONLY.get(name, set())
+        assert cli == ours, (name, sorted(cli ^ ours))
+    fields = {f.name for f in dataclasses.fields(AnalyzeOptions)}
+    assert fields <= set(_params(api.analyze)), sorted(fields - set(_params(api.analyze)))
+
+
+def test_api_and_cli_give_the_same_store_and_the_same_metrics(tmp_path, monet_dir):
+    data = copy_subset(monet_dir / "train", tmp_path / "data", per_class=8)
+    runner = CliRunner()
+    done = runner.invoke(app, ["extract", "-b", "efficientnet_lite0", "--weights", "none", "--layer", "features",
+                               "--pool", "gem", "-d", str(data), "-o", str(tmp_path / "cli.h5"), "--split-seed",
+                               "3", "-q"])
+    assert done.exit_code == 0, done.output
+    store = featx.extract("efficientnet_lite0", data, out=tmp_path / "api.h5", weights="none", layer="features",
+                          pool="gem", split_seed=3, progress=False)
+    a, b = load_features(tmp_path / "cli.h5"), load_features(store.path)
+    assert a.fingerprint == b.fingerprint and a.classes == b.classes
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_array_equal(a.split, b.split)
+    np.testing.assert_allclose(a.features, b.features, rtol=1e-5, atol=1e-6)
+
+    done = runner.invoke(app, ["fit", str(store.path), "--clf", "softmax", "--cv", "3", "--out",
+                               str(tmp_path / "cli-run")])
+    assert done.exit_code == 0, done.output
+    run = featx.fit(store.path, clf="softmax", cv=3, out=tmp_path / "api-run")
+    cli_metrics = json.loads((tmp_path / "cli-run" / "metrics.json").read_text())
+    timing = {"fit_seconds", "predict_seconds"}
+    assert {k: v for k, v in cli_metrics.items() if k not in timing} == \
+        {k: v for k, v in run.metrics.items() if k not in timing}
+    assert run.path == tmp_path / "api-run" and (run.path / "model.joblib").is_file()
