@@ -105,3 +105,39 @@ def requeue_self() -> str | None:
         return None
     proc = subprocess.run([exe, "requeue", task], capture_output=True, text=True)
     return task if proc.returncode == 0 else None
+
+
+def option_args(options: dict) -> list[str]:
+    """``{"with_logits": True, "split_ratios": (0.8, 0.1, 0.1), "layer": "fc2"}`` as featx command-line options."""
+    args: list[str] = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, (list, tuple)):
+            args += [flag, ",".join(map(str, value))]
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+def submit_study_extract(study, options: dict, store: Path) -> str:
+    """Run one pipeline extraction as an array job and wait for it; the merged store must then be complete."""
+    from .status import extraction_status
+
+    shards = int(study.slurm.get("shards", 1))
+    slurm = SlurmOptions(**{k: v for k, v in study.slurm.items() if k != "shards"})
+    store = store.resolve()
+    args = ["extract", "--data", str(study.data), "--out", str(store), "--quiet",
+            *option_args({k: v for k, v in options.items() if k != "out"})]
+    script = array_script(featx_command(args), count=shards, store=store, name=f"featx-{study.name}"[:48],
+                          logs=job_folder(store) / "logs", workdir=Path.cwd(), options=slurm)
+    job = sbatch(write_script(store, script), wait=True)
+    status = extraction_status(store)
+    if not status.done:
+        bad = [f"{s.index} ({s.state})" for s in status.shards if s.state != "done"]
+        raise FeatxError(f"SLURM job {job} ended but {store} is not complete; shards not done: {', '.join(bad) or '-'}; "
+                         f"see the logs in {job_folder(store) / 'logs'} and run again to resume")
+    return job
