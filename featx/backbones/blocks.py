@@ -44,7 +44,10 @@ def _seq(*mods: nn.Module) -> nn.Module:
 
 
 def _linear_in(model: nn.Module, path: str) -> int:
-    return int(model.get_submodule(path).in_features)
+    """Input width of the classifier at ``path`` (its first Linear when a fine-tuned head replaced it)."""
+    head = model.get_submodule(path)
+    first = head if isinstance(head, nn.Linear) else next(m for m in head.modules() if isinstance(m, nn.Linear))
+    return int(first.in_features)
 
 
 def split_blocks(model: nn.Module, name: str = "") -> Blocks:

@@ -38,8 +38,9 @@ def augment_image(img: Image.Image, cfg: DataCfg, aug: Augment, rng: np.random.G
     zoom = float(np.exp(rng.uniform(np.log(aug.zoom[0]), np.log(aug.zoom[1]))))
     angle = math.radians(rng.uniform(-aug.rotation, aug.rotation))
     span = size / zoom  # side of the source window
-    cx = w / 2 + rng.uniform(-1, 1) * max(0.0, (w - span) / 2)
-    cy = h / 2 + rng.uniform(-1, 1) * max(0.0, (h - span) / 2)
+    # window centre: random where the window fits, on whole pixels (zoom 1, no rotation: an exact crop)
+    cx = round(w / 2 + rng.uniform(-1, 1) * max(0.0, (w - span) / 2) - span / 2) + span / 2
+    cy = round(h / 2 + rng.uniform(-1, 1) * max(0.0, (h - span) / 2) - span / 2) + span / 2
     a, b = math.cos(angle) / zoom, -math.sin(angle) / zoom
     d, e = math.sin(angle) / zoom, math.cos(angle) / zoom
     half = size / 2

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...backbones.blocks import run_stages
 from ...backbones.build import create_model
 from ...backbones.registry import get_cfg
 from ...backbones.weights import weights_identity
@@ -50,7 +51,7 @@ class FinetuneResult:
     stopped_early: bool
     seconds: float
     trunk_seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    trainer: Trainer | None = field(default=None, repr=False)  # with the best weights loaded
 
     @property
     def best(self) -> Path:
@@ -262,6 +263,20 @@ class Trainer:
         p = np.concatenate(probs) if probs else np.zeros((0, len(self.classes)))
         return r, self.ds.labels[r], p
 
+    @torch.no_grad()
+    def embed(self, rows: np.ndarray) -> np.ndarray:
+        """Pooled embeddings (the head's input; what ``featx extract`` stores at ``pre_logits``) of ``rows``,
+        un-augmented, with the current weights."""
+        if self.trunk is not None:  # eval views of training images are not cached when training augments
+            paths, ids = self._paths_ids(rows)
+            self.trunk.fill(self.net, self.normalise, paths, ids, [EVAL_VIEW] * len(rows), self.bcfg.data, None,
+                            self.cfg.seed, batch_size=self.cfg.batch_size, workers=self.workers)
+        self.net.train(False)
+        body = self.net.trainable[:-1]
+        out = [run_stages(body, a).float().cpu().numpy()
+               for _, a in self._batches(rows, np.full(len(rows), EVAL_VIEW), None, size=max(self.cfg.batch_size, 32))]
+        return np.concatenate(out) if out else np.zeros((0, self.net.blocks.dim), np.float32)
+
     def evaluate(self, split: str) -> dict:
         from sklearn.metrics import f1_score
 
@@ -378,7 +393,8 @@ def finetune(data: str | Path, cfg: FinetuneCfg, *, out: str | Path | None = Non
         echo(f"early stop: no better validation macro F1 for {cfg.patience} epochs; best epoch {trainer.best_epoch + 1}")
     seconds = time.perf_counter() - t0
     metrics = test_report(trainer, run, seconds)
-    return FinetuneResult(run, trainer.history, metrics, trainer.best_epoch, stopped, seconds, trainer.trunk_seconds)
+    return FinetuneResult(run, trainer.history, metrics, trainer.best_epoch, stopped, seconds, trainer.trunk_seconds,
+                          trainer)
 
 
 def epoch_line(row: dict, epochs: int) -> str:
