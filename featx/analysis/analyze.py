@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import AnalysisError, OptionError
 from ..report import plots
+from ..report import projection_plots as pp
 from ..report.runs import new_run_dir, printable, write_csv
 from ..store.reader import load_features, read_attrs
 from . import project, transfer
@@ -393,10 +394,21 @@ def analyze(stores: Sequence[str | Path], options: AnalyzeOptions | None = None,
             log(f"{key}: projections / neighbourhoods")
             entry.update(write_views(run, fs, key, opts))
         del fs
+    _side_by_side(run, opts.seed)
     _write_outputs(run, res, opts, keys, accuracy)
     if opts.transferability and not any(res.scores[k].get(s) is not None for k in keys for s in SCORE_KEYS):
         raise AnalysisError(f"no transferability score could be computed (reasons in {run.path / 'scores.json'})")
     return res
+
+
+def _side_by_side(run: RunFolder, seed: int) -> None:
+    """With several stores, each projection method's 2-D views in one PNG (before / after fine-tuning)."""
+    for method, panels in run.panels.items():
+        if len(panels) > 1:
+            name = f"side-by-side-{method}.png"
+            pp.side_by_side(panels, run.file(name), title=f"{method.upper() if method != 'tsne' else 't-SNE'} 2-D "
+                            f"of {len(panels)} stores (same colour per class)", seed=seed)
+            run.md.append(f"\n- {len(panels)} stores side by side: `{name}`")
 
 
 def _write_outputs(run: RunFolder, res: AnalyzeResult, opts: AnalyzeOptions, keys: list[str],

@@ -25,6 +25,7 @@ class RunFolder:
     path: Path
     files: list[Path] = field(default_factory=list)
     md: list[str] = field(default_factory=list)
+    panels: dict[str, list] = field(default_factory=dict)  # method -> (label, 2-D coords, labels, classes) per store
 
     def file(self, name: str) -> Path:
         p = self.path / name
@@ -96,6 +97,7 @@ def _projections(run: RunFolder, fs, key: str, F, y, rows, label: str, o) -> Non
                                      note=note, seed=o.seed)
             if dim == 2:
                 html_views[tag] = (pr.coords, rows[pr.index], note)
+                run.panels.setdefault(method, []).append((label, pr.coords, y[pr.index], list(fs.classes)))
     np.savez_compressed(run.file(f"{key}-projections.npz"), ids=fs.ids.astype(str), labels=fs.labels,
                         classes=np.array(fs.classes), **coords)
     if o.html:

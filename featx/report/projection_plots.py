@@ -100,6 +100,30 @@ def scatter(coords: np.ndarray, labels: np.ndarray, classes: Sequence[str], path
     return _finish(fig, path, title, note)
 
 
+def side_by_side(panels: Sequence[tuple[str, np.ndarray, np.ndarray, Sequence[str]]], path: str | Path, *,
+                 title: str = "", seed: int = 0) -> Path:
+    """2-D scatters of several stores side by side, ``(label, coords, labels, classes)`` each; a class (matched
+    by name) has the same colour in every panel, one legend for all."""
+    names: list[str] = []
+    for _, _, _, classes in panels:
+        names += [c for c in classes if c not in names]
+    colors = class_colors(len(names))
+    cols = min(len(panels), 3)
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = subplots(rows, cols, figsize=(5.5 * cols + 2.5, 5 * rows), dpi=100, squeeze=False)
+    flat = axes.ravel()
+    everything = []
+    for ax, (label, coords, labels, classes) in zip(flat, panels):
+        idx = np.array([names.index(c) for c in classes], dtype=int)[np.asarray(labels, dtype=int)]
+        _draw_points(ax, np.asarray(coords, dtype=float)[:, :2], idx, len(names), colors, seed)
+        ax.set_title(label, fontsize=9)
+        everything.append(idx)
+    for ax in flat[len(panels):]:
+        ax.axis("off")
+    _legend(fig, flat[len(panels) - 1], names, np.concatenate(everything), colors)
+    return _finish(fig, path, title, "")
+
+
 def thumbnail_scatter(coords: np.ndarray, labels: np.ndarray, classes: Sequence[str],
                       image_paths: Sequence[str | Path], path: str | Path, *, title: str = "", note: str = "",
                       max_thumbs: int = 150, thumb: int = 48, seed: int = 0) -> Path:
