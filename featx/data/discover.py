@@ -21,6 +21,7 @@ files. When the layout carries no split, a seeded hash split is assigned
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import os
 import re
@@ -54,13 +55,18 @@ class ImageDataset:
     size: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     mtime_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     source: dict = field(default_factory=dict)
+    members: tuple = ()  # images inside tar files (:class:`featx.data.tars.TarMember`), aligned with ids
 
     @property
     def name(self) -> str:
         return self.root.name or "data"
 
     def path(self, i: int) -> Path:
-        return self.root / self.ids[i]
+        """What to read for item ``i``: its file, or its member of a tar file."""
+        return self.members[i] if self.members else self.root / self.ids[i]
+
+    def with_members(self, members: tuple) -> "ImageDataset":
+        return dataclasses.replace(self, members=members)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -70,7 +76,7 @@ class ImageDataset:
         idx = np.flatnonzero(keep)
         return ImageDataset(self.root, tuple(self.ids[i] for i in idx), self.labels[idx], self.classes,
                             tuple(self.split[i] for i in idx), self.layout, self.split_source, self.size[idx],
-                            self.mtime_ns[idx], self.source)
+                            self.mtime_ns[idx], self.source, tuple(self.members[i] for i in idx) if self.members else ())
 
 
 _SUFFIXES = frozenset(e[1:] for e in IMAGE_EXTENSIONS)
@@ -149,6 +155,12 @@ def _images_under(folder: Path, root: Path) -> list[tuple[str, tuple]]:
     return found
 
 
+def is_tar_spec(data: str | Path) -> bool:
+    """WebDataset-style tar input: a ``.tar`` file or a brace pattern ``train-{000..009}.tar``."""
+    text = str(data)
+    return bool(re.search(r"\{\d+\.\.\d+\}", text)) or text.endswith((".tar", ".tar.gz", ".tgz"))
+
+
 def _class_folders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -161,8 +173,14 @@ def load_dataset(
     split_ratios: tuple[float, float, float] = DEFAULT_RATIOS,
 ) -> ImageDataset:
     """Discover the images, labels and file stats under ``data`` (a folder or a CSV manifest)."""
-    data = Path(data).expanduser()
     ratios = check_ratios(split_ratios)
+    if is_tar_spec(data):
+        from .tars import load_tar_dataset
+
+        if label_from_name:
+            raise DataError("--label-from-name: tar shards take labels from .cls/.json/.txt members or key folders")
+        return load_tar_dataset(data, split_seed, ratios)
+    data = Path(data).expanduser()
     if not data.exists():
         raise DataError(f"--data {data}: no such file or folder; point it at a class-per-folder image directory "
                         "or a CSV manifest")

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..config import DataCfg
+from .tars import TarMember
 
 MAX_PIXELS = int(os.environ.get("FEATX_MAX_PIXELS", 30_000 * 30_000))
 """Decoded images above this many pixels are refused (recorded as failed)."""
@@ -64,7 +65,7 @@ def load_rgb(path: str | Path, min_size: int = 0) -> Image.Image:
             warnings.simplefilter("ignore")
             prev, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
             try:
-                with Image.open(path) as img:
+                with Image.open(path.open() if isinstance(path, TarMember) else path) as img:
                     w, h = img.size
                     if img.format == "JPEG" and min_size and min(w, h) > 4 * min_size:
                         img.draft("RGB", (2 * min_size * w // min(w, h), 2 * min_size * h // min(w, h)))

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 from ..data.discover import HASH_ALGO, file_digest
 from ..data.splits import DEFAULT_RATIOS
-from ..errors import Stopped, StoreError
+from ..errors import OptionError, Stopped, StoreError
 from ..store.merge import MergeResult, merge_when_complete
 from ..store.sync import Delta, StoreRows
 from ..store.writer import StoreWriter, open_writer
@@ -70,6 +70,8 @@ def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, w
     plan = plan_extraction(backbone, data, out=out, label_from_name=label_from_name, split_seed=split_seed,
                            split_ratios=split_ratios, weights=weights, layer=layer, pool=pool, tta=tta, dtype=dtype,
                            with_logits=with_logits, image_size=image_size, precision=precision).for_shard(the_shard)
+    if hash and plan.dataset.members:
+        raise OptionError("--hash: tar shards are compared by their members' size and time; drop --hash")
     state = None if overwrite else store_state(plan, sync)
     if state is not None and state.cache_hit:
         fp = state.attrs.get("fingerprint", {})
