@@ -9,6 +9,7 @@ extraction and under the same settings, are read from it instead of recomputed.
 from __future__ import annotations
 
 import os
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
@@ -183,8 +184,8 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         from ..config import ExtractCfg
 
         store = self.store if isinstance(self.store, Store) else Store(self.store)
-        if fingerprint_diff(store.fingerprint, ExtractCfg.from_dict(self.fingerprint_)):
-            return 0
+        if set(fingerprint_diff(store.fingerprint, ExtractCfg.from_dict(self.fingerprint_))) - {"with_logits"}:
+            return 0  # other features (logits or not, the features are the same)
         where = [i for i, x in enumerate(items) if _is_path(x)]
         rows = store.lookup([items[i] for i in where])
         hits = [(i, r) for i, r in zip(where, rows) if r >= 0]

@@ -145,7 +145,7 @@ class FitRuns(list):
 def fit(stores: StoreLike | Sequence[StoreLike], clf: str | Sequence[str] = "softmax", *, concat: bool = False,
         out: str | Path | None = None, name: str | None = None, runs_dir: str | Path = "runs",
         preprocess: str | None = None, class_weight: str = "none", search: bool = False, cv: int | None = None,
-        n_jobs: int | None = None, seed: int = 0, overwrite: bool = False,
+        n_jobs: int | None = None, seed: int = 0, overwrite: bool = False, dask_scheduler: str | None = None,
         echo: Callable[[str], None] | None = None) -> FitRun | FitRuns:
     """Fit classifiers on cached features and write metrics, report, figures and the model (``featx fit``).
 
@@ -181,6 +181,9 @@ def fit(stores: StoreLike | Sequence[StoreLike], clf: str | Sequence[str] = "sof
         Seed of CV folds and stochastic classifiers.
     overwrite : bool, default False
         Write into an existing run folder instead of a new one with a ``-2`` suffix.
+    dask_scheduler : str, optional
+        Address of a running dask.distributed scheduler (``tcp://HOST:8786``): the ``search``
+        fits run on its workers through joblib's dask backend (``pip install 'featx[dask]'``).
     echo : callable, optional
         Receives one summary line per fit (``print`` shows them).
 
@@ -203,7 +206,8 @@ def fit(stores: StoreLike | Sequence[StoreLike], clf: str | Sequence[str] = "sof
     with plots.collect_figures() as found:
         run_dir, entries = fit_stores(loaded, clf, concat=concat, out=out, name=name, root=runs_dir,
                                       preprocess=preprocess, class_weight=class_weight, search=search, cv=cv, n_jobs=n_jobs, seed=seed,
-                                      overwrite=overwrite, echo=echo or (lambda line: None))
+                                      overwrite=overwrite, dask_scheduler=dask_scheduler,
+                                      echo=echo or (lambda line: None))
     runs = [FitRun(sub, metrics, figures_by_name({p: f for p, f in found.items() if Path(p).parent == Path(sub)}))
             for metrics, sub in entries]
     return runs[0] if len(runs) == 1 and Path(entries[0][1]) == Path(run_dir) else FitRuns(run_dir, runs)

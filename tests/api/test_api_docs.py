@@ -38,7 +38,7 @@ def cached(tmp_path_factory, monet_lite0_store, monet_dir):
 
 
 def python_blocks(markdown: str) -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", markdown, re.S | re.M)
+    return re.findall(r"^```python\n(.*?)^```", markdown, re.DOTALL | re.MULTILINE)
 
 
 def test_every_python_block_of_the_readme_runs(cached, monkeypatch):
