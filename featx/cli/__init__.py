@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 
 # each module registers its command; the order is the order of `featx --help`
-from . import analyze, extract, info, sample_data, fit, finetune, predict, backbones, cluster  # noqa: E402,F401,I001
+from . import analyze, extract, info, sample_data, fit, finetune, predict, backbones, cluster, run  # noqa: E402,F401,I001
 
 
 def main() -> None:

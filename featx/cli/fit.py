@@ -53,10 +53,12 @@ def fit(
     overwrite: OverwriteRunOpt = False,
     n_jobs: Annotated[Optional[int], typer.Option(help="Parallel jobs for --search / knn (-1 = all cores).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for CV folds and stochastic classifiers.")] = 0,
+    dask_scheduler: Annotated[Optional[str], typer.Option(help="Run --search on this dask.distributed scheduler "
+                                                          "(tcp://HOST:8786) through joblib's dask backend.")] = None,
 ) -> None:
     """Fit classifiers on cached features and write metrics, report, figures and the model."""
     from ..api import fit as run
 
     run(stores, clf, concat=concat, out=out_dir, name=name, runs_dir=runs_dir, preprocess=preprocess,
         class_weight=value(class_weight), search=search, cv=cv, n_jobs=n_jobs, seed=seed, overwrite=overwrite,
-        echo=out)
+        dask_scheduler=dask_scheduler, echo=out)

@@ -32,6 +32,7 @@ from ..report.metrics import compute_metrics, row_normalise
 from ..report.runs import new_run_dir
 from ..stats import majority_accuracy
 from . import classify
+from .parallel import joblib_backend
 from .predict import MODEL_FORMAT
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -215,11 +216,13 @@ def fit_stores(stores: Sequence["FeatureSet"], classifiers: str | Sequence[str],
                out: str | Path | None = None, name: str | None = None, root: str | Path = "runs",
                preprocess: str | None = None, class_weight: str | None = None, search: bool = False,
                cv: int | None = None, n_jobs: int | None = None, seed: int = 0, overwrite: bool = False,
+               dask_scheduler: str | None = None,
                echo: Callable[[str], None] = lambda s: None) -> tuple[Path, list[tuple[dict, Path]]]:
     """Fit every classifier on every store (or on their concatenation) and write the run folder.
 
     Returns the run folder and ``(metrics, sub-folder)`` per fit. Several fits also
     write ``leaderboard.csv``/``.md``. ``echo`` receives one summary line per fit.
+    ``dask_scheduler``: run the parallel work (``search``) on that dask.distributed cluster.
     """
     names = classify.resolve_names(classifiers)
     if not stores:
@@ -244,9 +247,11 @@ def fit_stores(stores: Sequence["FeatureSet"], classifiers: str | Sequence[str],
     entries = []
     for src, fs in zip(sources, stores):
         for clf in names:
-            res = classify.fit_evaluate(src.X, src.y, src.split, src.classes, clf, preprocess=preprocess,
-                                        class_weight=class_weight, search=search, cv=cv, n_jobs=n_jobs,
-                                        random_state=seed, block_widths=src.widths if concat else None)
+            with joblib_backend(dask_scheduler):
+                res = classify.fit_evaluate(src.X, src.y, src.split, src.classes, clf, preprocess=preprocess,
+                                            class_weight=class_weight, search=search, cv=cv,
+                                            n_jobs=-1 if dask_scheduler and n_jobs is None else n_jobs,
+                                            random_state=seed, block_widths=src.widths if concat else None)
             sub = run if single else run / _slug(f"{'concat' if concat else Path(fs.path).stem}--{clf}")
             while any(sub == e[1] for e in entries):  # two stores with the same file name
                 sub = sub.with_name(sub.name + "-2")
