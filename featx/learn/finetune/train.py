@@ -88,7 +88,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         model = create_model(self.bcfg, cfg.weights)
         self.net = Network(model, cfg, len(self.classes), self.bcfg.name)
-        channels_last = cfg.channels_last and self.device.type == "cuda"
+        channels_last = cfg.channels_last and self.device.type in ("cuda", "cpu")
         model.to(self.device)
         if channels_last:
             model.to(memory_format=torch.channels_last)

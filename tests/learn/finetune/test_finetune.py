@@ -223,3 +223,18 @@ def test_from_scratch_cli_and_predict(paintings, tmp_path, monkeypatch):
     assert p.returncode == 0, p.stderr
     top = json.loads(p.stdout)["top"]
     assert {c for c, _ in top} == {"alfred-sisley", "claude-monet"} and sum(v for _, v in top) == pytest.approx(1)
+
+
+def test_checkpoints_are_checked_against_the_backbone_and_never_give_random_logits(full_run, tmp_path):
+    from torchvision.models import resnet18
+
+    from featx.backbones.weights import load_checkpoint
+    from featx.errors import WeightsError
+
+    res, _ = full_run
+    with pytest.raises(WeightsError, match="a fine-tuning checkpoint of efficientnet_lite0 .* --backbone efficientnet_lite1"):
+        create_model(get_cfg("efficientnet_lite1"), str(res.best))
+    torch.save(resnet18(num_classes=7).state_dict(), tmp_path / "other-head.pth")
+    load_checkpoint(resnet18(), tmp_path / "other-head.pth")  # features only: the head is not used
+    with pytest.raises(WeightsError, match="--with-logits: .* random head"):
+        load_checkpoint(resnet18(), tmp_path / "other-head.pth", logits=True)
