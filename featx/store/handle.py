@@ -82,7 +82,13 @@ class Store:
     # ---------------------------------------------------------------- the view
 
     def refresh(self) -> Self:
-        """Move the view to the rows committed now (after an extraction appended or updated); returns self."""
+        """Move the view to the rows committed now (after an extraction appended or updated).
+
+        Returns
+        -------
+        Store
+            This store.
+        """
         self._check_open()
 
         def pin(f: h5py.File) -> tuple:
@@ -221,8 +227,24 @@ class Store:
     # ---------------------------------------------------------------- rows
 
     def rows(self, split: str | Sequence[str] | None = None, ids: Sequence[str] | None = None) -> np.ndarray:
-        """Row numbers of a selection: every row, the rows of ``split`` (one name or several), or the rows of
-        ``ids`` in the order given. Raises :class:`StoreError` for an unknown split or id."""
+        """Row numbers of a selection.
+
+        Parameters
+        ----------
+        split : str or list of str, optional
+            ``"train"``, ``"val"``, ``"test"`` or several; every row when None (and no ``ids``).
+        ids : list of str, optional
+            Image ids (as in :attr:`ids`); their rows come back in this order.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+
+        Raises
+        ------
+        StoreError
+            An unknown split or id, or both ``split`` and ``ids`` given.
+        """
         if split is not None and ids is not None:
             raise StoreError("pass split= or ids=, not both")
         if ids is not None:
@@ -243,8 +265,19 @@ class Store:
         return np.flatnonzero(np.isin(self._column("split"), wanted))
 
     def lookup(self, paths: Sequence[str | os.PathLike]) -> np.ndarray:
-        """Per image file, its row in the view, or -1 when the store does not hold it or the file changed
-        since it was extracted (its size or modification time differ, or it is gone)."""
+        """The rows holding these image files.
+
+        Parameters
+        ----------
+        paths : list of path
+            Image files, anywhere; those under :attr:`data_root` may be in the store.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            Per file, its row in the view, or -1 when the store does not hold it or the file changed since
+            it was extracted (its size or modification time differ, or it is gone).
+        """
         root = os.path.abspath(self.data_root)
         if self._row_of is None:
             self._row_of = {str(i): r for r, i in enumerate(self._column("ids"))}
@@ -305,25 +338,81 @@ class Store:
         return self._take("features", self.rows(split, ids)).astype(np.float32, copy=False)
 
     def labels(self, split: str | Sequence[str] | None = None, ids: Sequence[str] | None = None) -> np.ndarray:
-        """Class indices (into :attr:`classes`) of the selected rows, int64 (see :meth:`features`)."""
+        """Class indices (into :attr:`classes`) of the selected rows.
+
+        Parameters
+        ----------
+        split, ids
+            The selection, as in :meth:`rows`.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+        """
         return self._column("labels")[self.rows(split, ids)].astype(np.int64)
 
     def label_names(self, split: str | Sequence[str] | None = None, ids: Sequence[str] | None = None) -> np.ndarray:
-        """Class names of the selected rows (see :meth:`features`)."""
+        """Class names of the selected rows.
+
+        Parameters
+        ----------
+        split, ids
+            The selection, as in :meth:`rows`.
+
+        Returns
+        -------
+        numpy.ndarray of str (object)
+        """
         return np.asarray(self.classes, dtype=object)[self.labels(split, ids)]
 
     def logits(self, split: str | Sequence[str] | None = None, ids: Sequence[str] | None = None) -> np.ndarray:
-        """Source-model logits of the selected rows, float32; StoreError when the store has none."""
+        """Source-model logits of the selected rows (a store extracted with ``with_logits=True``).
+
+        Parameters
+        ----------
+        split, ids
+            The selection, as in :meth:`rows`.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n, 1000), float32
+
+        Raises
+        ------
+        StoreError
+            The store holds no logits.
+        """
         if not self.has_logits:
             raise StoreError(f"{self.path}: no logits in the store; extract with with_logits=True")
         return self._take("logits", self.rows(split, ids)).astype(np.float32, copy=False)
 
     def image_paths(self, split: str | Sequence[str] | None = None, ids: Sequence[str] | None = None) -> list[Path]:
-        """Paths of the selected rows' image files (:attr:`data_root` / id)."""
+        """Image files of the selected rows.
+
+        Parameters
+        ----------
+        split, ids
+            The selection, as in :meth:`rows`.
+
+        Returns
+        -------
+        list of Path
+            :attr:`data_root` / id per row.
+        """
         return [self.data_root / str(i) for i in self._column("ids")[self.rows(split, ids)]]
 
     def to_feature_set(self, *, require_complete: bool = True) -> FeatureSet:
-        """Every row of the view in memory, as ``fit`` and ``analyze`` consume it."""
+        """Every row of the view in memory, as ``fit`` and ``analyze`` consume it.
+
+        Parameters
+        ----------
+        require_complete : bool, default True
+            Refuse a store whose first extraction has not finished.
+
+        Returns
+        -------
+        FeatureSet
+        """
         return self._read(lambda f: read_feature_set(f, self.path, require_complete=require_complete, rows=self._n))
 
     def to_pandas(self, split: str | Sequence[str] | None = None, *, features: str = "columns"):

@@ -79,3 +79,16 @@ def test_api_and_cli_give_the_same_store_and_the_same_metrics(tmp_path, monet_di
     assert {k: v for k, v in cli_metrics.items() if k not in timing} == \
         {k: v for k, v in run.metrics.items() if k not in timing}
     assert run.path == tmp_path / "api-run" and (run.path / "model.joblib").is_file()
+
+    done = runner.invoke(app, ["analyze", str(store.path), "--transferability", "--split", "all", "--max-memory", "4G",
+                               "--out", str(tmp_path / "cli-analyze")])
+    assert done.exit_code == 0, done.output
+    result = featx.analyze(store, transferability=True, split="all", max_memory="4G", out=tmp_path / "api-analyze")
+    cli_scores = json.loads((tmp_path / "cli-analyze" / "scores.json").read_text())
+    api_scores = json.loads((result.path / "scores.json").read_text())
+    for scores in (cli_scores, api_scores):
+        for entry in scores.values():
+            entry.pop("seconds")
+    assert cli_scores == api_scores and api_scores[store.name]["logme"] is not None
+    assert (result.path / "summary.md").read_text() == (tmp_path / "cli-analyze" / "summary.md").read_text() \
+        .replace("cli-analyze", "api-analyze")
