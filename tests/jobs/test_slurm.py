@@ -66,8 +66,25 @@ def test_featx_submits_an_array_a_task_is_requeued_and_the_merge_equals_one_proc
     log = (tmp_path / "slurm" / "cluster" / "logs").glob(f"*-{job}_1.out")
     text = "".join(p.read_text() for p in log)
     assert "stopped by SIGUSR1 after a finished batch" in text and f"requeued SLURM task {job}_1" in text, text
-    assert text.count("shard 1/4 (--shard)") == 2 and "merged 4 shards" in "".join(
+    assert text.index("requeued SLURM task") < text.index("synced with the data") and "merged 4 shards" in "".join(
         p.read_text() for p in (tmp_path / "slurm" / "cluster" / "logs").glob("*.out")), text  # ran twice, one log
     assert_same_store(out, single_store)
     status = subprocess.run([sys.executable, "-m", "featx", "status", str(out)], capture_output=True, text=True)
     assert status.returncode == 0 and status.stdout.count(" done ") == 4, status.stdout
+
+
+def test_featx_run_slurm_extracts_as_an_array_job_waits_and_then_fits(slurm, paintings, single_store, tmp_path):
+    toml = tmp_path / "study.toml"
+    toml.write_text(f'name = "s"\ndata = "{paintings}"\n\n[[extract]]\nbackbone = "{BACKBONE}"\nout = "cache/s.h5"\n'
+                    '\n[fit]\nclf = "softmax"\n\n[slurm]\nshards = 2\ntime = "00:10:00"\n')
+    r = subprocess.run([sys.executable, "-m", "featx", "run", str(toml), "--slurm", "-q"], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "SLURM array job" in r.stdout and "2 steps: 2 run, 0 already done" in r.stdout, r.stdout
+    assert sorted(p.name for p in (tmp_path / "cache").glob("s.shard-*.h5")) == ["s.shard-000-of-002.h5",
+                                                                                "s.shard-001-of-002.h5"]
+    assert_same_store(tmp_path / "cache/s.h5", single_store)
+    assert (tmp_path / "runs/s/fit/metrics.json").is_file()
+    again = subprocess.run([sys.executable, "-m", "featx", "run", str(toml), "--slurm", "-q"], capture_output=True,
+                           text=True, cwd=tmp_path)
+    assert "2 steps: 0 run, 2 already done" in again.stdout, again.stdout  # nothing submitted the second time
