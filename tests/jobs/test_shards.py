@@ -162,3 +162,20 @@ def test_slurm_dry_run_prints_an_array_script_of_this_command(paintings, tmp_pat
     assert "--tta hflip --no-channels-last" in exec_line and exec_line.endswith('--shard "${SLURM_ARRAY_TASK_ID}/16"')
     assert "--slurm" not in exec_line and "--dry-run" not in exec_line and "--partition" not in exec_line
     assert not (tmp_path / "slurm").exists()  # a dry run writes nothing
+
+
+def test_status_and_merge_import_no_torch(paintings, tmp_path):
+    from featx.extraction.run import extract
+
+    out = tmp_path / "p.h5"
+    for i in range(2):
+        extract("pixels", paintings, out=out, shard=f"{i}/2", merge=False, workers=0, progress=False)
+    code = ("import sys; from featx.cli import app; from typer.testing import CliRunner; "
+            f"m = CliRunner().invoke(app, ['merge', *sorted(map(str, __import__('pathlib').Path(r'{tmp_path}')"
+            ".glob('p.shard-*.h5')))]); "
+            f"s = CliRunner().invoke(app, ['status', r'{out}']); "
+            "assert m.exit_code == 0 and 'merged 2 shards' in m.output, m.output; "
+            "assert s.exit_code == 0 and 'merged and current' in s.output, s.output; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
