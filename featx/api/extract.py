@@ -88,7 +88,8 @@ def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, w
     Returns
     -------
     Store
-        The store written (a shard run: the shard's store), opened on its committed rows;
+        The store written (a shard run: the shard's store, or the whole store once this shard completed
+        and merged the set), opened on its committed rows;
         ``store.extraction`` says what this call did (``cache_hit``, ``n_new``, ``failures``, ``seconds``).
 
     Examples
@@ -100,6 +101,6 @@ def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, w
     from ..extraction.run import extract as run
 
     result = run(options.pop("backbone"), options.pop("data"), **options)
-    store = Store(result.path)
+    store = Store(result.merged.path if getattr(result, "merged", None) is not None else result.path)
     store.extraction = result
     return store

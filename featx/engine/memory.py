@@ -14,7 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..config import ExtractCfg
-from .embed import Embedder, blank_batch, build_embedder, default_streams, embed_in_order
+from .embed import (
+    Embedder,
+    blank_batch,
+    build_embedder,
+    default_streams,
+    embed_in_order,
+)
 from .loader import iter_batches
 
 KEEP_NETWORKS = 4
