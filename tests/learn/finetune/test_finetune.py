@@ -166,8 +166,9 @@ def test_cached_trunk_gives_the_full_paths_gradients(paintings):
         torch.testing.assert_close(g_cached, g_full, rtol=1e-3, atol=1e-5)
 
 
-def test_resume_continues_with_the_same_optimizer_state(paintings, tmp_path):
-    cfg = FinetuneCfg("efficientnet_lite0", unfreeze=1, epochs=2, batch_size=8, views=2, warmup=0)
+def test_resume_continues_with_the_same_optimizer_state(paintings, tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATX_CACHE", str(tmp_path / "cache"))  # timm:<name> configs are resolved once, kept there
+    cfg = FinetuneCfg("timm:test_efficientnet", weights="none", unfreeze=2, epochs=2, batch_size=8, views=2, warmup=0)
     whole = finetune(paintings, cfg, out=tmp_path / "whole", share_trunk=True, **QUIET)
 
     def stop(epoch):
