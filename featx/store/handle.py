@@ -337,33 +337,23 @@ class Store:
         """
         return self._take("features", self.rows(split, ids)).astype(np.float32, copy=False)
 
-    def labels(self, split: str | Sequence[str] | None = None, ids: Sequence[str] | None = None) -> np.ndarray:
-        """Class indices (into :attr:`classes`) of the selected rows.
+    def labels(self, split: str | Sequence[str] | None = None, ids: Sequence[str] | None = None, *,
+               names: bool = False) -> np.ndarray:
+        """Labels of the selected rows: class indices into :attr:`classes`, or the class names.
 
         Parameters
         ----------
         split, ids
             The selection, as in :meth:`rows`.
+        names : bool, default False
+            Class names (object array) instead of indices (int64).
 
         Returns
         -------
-        numpy.ndarray of int64
+        numpy.ndarray
         """
-        return self._column("labels")[self.rows(split, ids)].astype(np.int64)
-
-    def label_names(self, split: str | Sequence[str] | None = None, ids: Sequence[str] | None = None) -> np.ndarray:
-        """Class names of the selected rows.
-
-        Parameters
-        ----------
-        split, ids
-            The selection, as in :meth:`rows`.
-
-        Returns
-        -------
-        numpy.ndarray of str (object)
-        """
-        return np.asarray(self.classes, dtype=object)[self.labels(split, ids)]
+        y = self._column("labels")[self.rows(split, ids)].astype(np.int64)
+        return np.asarray(self.classes, dtype=object)[y] if names else y
 
     def logits(self, split: str | Sequence[str] | None = None, ids: Sequence[str] | None = None) -> np.ndarray:
         """Source-model logits of the selected rows (a store extracted with ``with_logits=True``).
@@ -438,7 +428,7 @@ class Store:
         if features not in ("columns", "array", "none"):
             raise StoreError(f"features={features!r}: use 'columns', 'array' or 'none'")
         rows = self.rows(split)
-        df = pd.DataFrame({"id": self._column("ids")[rows], "label": self.label_names()[rows],
+        df = pd.DataFrame({"id": self._column("ids")[rows], "label": self.labels(names=True)[rows],
                            "split": self._column("split")[rows]}, index=pd.Index(rows, name="row"))
         if features == "none":
             return df

@@ -28,7 +28,7 @@ def test_store_reads_what_load_features_reads(monet_lite0_store):
         np.testing.assert_array_equal(store.ids, fs.ids)
         picked = [fs.ids[7], fs.ids[590], fs.ids[3]]  # any order, far apart: rows come back in this order
         np.testing.assert_array_equal(store.features(ids=picked), fs.features[[7, 590, 3]])
-        assert list(store.label_names(ids=picked)) == [fs.classes[fs.labels[i]] for i in (7, 590, 3)]
+        assert list(store.labels(ids=picked, names=True)) == [fs.classes[fs.labels[i]] for i in (7, 590, 3)]
         assert store.image_paths(ids=picked[:1])[0].is_file()
         with pytest.raises(StoreError, match="not in the store"):
             store.features(ids=["no/such.jpg"])
