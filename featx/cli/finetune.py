@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from . import app
-from ._common import handles_errors, out, progress
+from ._common import EXIT_INTERRUPTED, handles_errors, out, progress
 from .options import (
     ClassWeight,
     OverwriteRunOpt,
@@ -125,9 +125,13 @@ def finetune(
         if class_weight != ClassWeight.none else None, patience=patience,
         augment=Augment(rotation=rotation, zoom=parse_pair(zoom, "--zoom"), hflip=hflip, vflip=vflip, enabled=augment),
         views=views, cache_trunk=cache_trunk, seed=seed, precision=value(precision), channels_last=channels_last)
-    res = run(data, cfg, out=out_dir, name=name, runs_dir=runs_dir, resume=resume, overwrite=overwrite, device=device,
-              workers=workers, label_from_name=label_from_name, split_seed=split_seed,
-              split_ratios=parse_ratios(split_ratios), progress=not quiet, echo=progress)
+    try:
+        res = run(data, cfg, out=out_dir, name=name, runs_dir=runs_dir, resume=resume, overwrite=overwrite,
+                  device=device, workers=workers, label_from_name=label_from_name, split_seed=split_seed,
+                  split_ratios=parse_ratios(split_ratios), progress=not quiet, echo=progress)
+    except KeyboardInterrupt:
+        progress("interrupted; the same command with --resume continues from the last finished epoch (last.pt)")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     m = res.metrics
     if m is not None:
         ev = m["evaluation"]
