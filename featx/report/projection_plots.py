@@ -120,7 +120,10 @@ def side_by_side(panels: Sequence[tuple[str, np.ndarray, np.ndarray, Sequence[st
         everything.append(idx)
     for ax in flat[len(panels):]:
         ax.axis("off")
-    _legend(fig, flat[len(panels) - 1], names, np.concatenate(everything), colors)
+    first = everything[0]  # counts of one store (the stores hold the same images), plus classes only others have
+    seen = set(first.tolist())
+    extra = sorted({int(i) for e in everything[1:] for i in e} - seen)
+    _legend(fig, flat[len(panels) - 1], names, np.concatenate([first, np.asarray(extra, dtype=int)]), colors)
     return _finish(fig, path, title, "")
 
 

@@ -19,6 +19,7 @@ def write_history(path: Path, rows: Sequence[dict]) -> Path:
 def draw_curves(path: Path, rows: Sequence[dict], title: str = "") -> Path:
     """Three panels: train/val loss, train/val macro F1 (best epoch starred), learning rates (log scale)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in rows]
     lowered = [r["epoch"] for r in rows if r.get("lr_lowered")]
@@ -41,6 +42,7 @@ def draw_curves(path: Path, rows: Sequence[dict], title: str = "") -> Path:
     axes[2].set_ylabel("learning rate (end of epoch)")
     axes[2].grid(alpha=0.3)
     for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for e in lowered:
             ax.axvline(e, color="crimson", ls="--", lw=0.8)
         ax.legend(fontsize=8)
