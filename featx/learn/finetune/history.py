@@ -36,7 +36,8 @@ def draw_curves(path: Path, rows: Sequence[dict], title: str = "") -> Path:
         b = best[-1]
         axes[1].plot([b["epoch"]], [b["val_macro_f1"]], "*", ms=14, color="gold", mec="k", label="best")
     axes[2].plot(epochs, [r["lr"] for r in rows], "o-", ms=3, label="head")
-    axes[2].plot(epochs, [r["lr_backbone"] for r in rows], "s-", ms=3, label="backbone")
+    if any(r["lr_backbone"] for r in rows):  # --unfreeze 0 trains no backbone block
+        axes[2].plot(epochs, [r["lr_backbone"] for r in rows], "s-", ms=3, label="backbone")
     axes[2].set_yscale("log")
     axes[2].set_xlabel("epoch")
     axes[2].set_ylabel("learning rate (end of epoch)")
