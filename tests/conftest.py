@@ -54,3 +54,17 @@ def monet_random_store(tmp_path_factory, monet_dir) -> Path:
 def styles_lite0_store(tmp_path_factory, styles_dir) -> Path:
     """EfficientNet-Lite0 on 1,953 imbalanced paintings of 5 styles (stratified split)."""
     return _extract(tmp_path_factory, "styles-lite0", "efficientnet_lite0", styles_dir)
+
+
+@pytest.fixture(scope="module")
+def paintings(tmp_path_factory, monet_dir) -> Path:
+    """26 real paintings (13 Monet, 13 Sisley): shards of 4 get unequal blocks (7, 6, 7, 6)."""
+    from helpers import copy_subset
+
+    return copy_subset(monet_dir, tmp_path_factory.mktemp("paintings") / "paintings", per_class=13, split="test")
+
+
+@pytest.fixture(scope="module")
+def single_store(tmp_path_factory, paintings) -> Path:
+    """What one process writes for ``paintings`` (EfficientNet-Lite0): the reference sharded runs must equal."""
+    return _extract(tmp_path_factory, "single", "efficientnet_lite0", paintings)

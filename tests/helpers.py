@@ -66,3 +66,17 @@ def assert_png(path, min_side=150):
     with Image.open(path) as im:
         assert im.format == "PNG" and min(im.size) >= min_side and max(im.size) < 5000, im.size
         return im.size
+
+
+def assert_same_store(got: Path, want: Path) -> None:
+    """Same ids in the same order, labels, splits, classes, fingerprint and (numerically) features."""
+    from featx.store.reader import load_features
+
+    a, b = load_features(got), load_features(want)
+    assert list(a.ids) == list(b.ids)
+    assert list(a.classes) == list(b.classes)
+    assert (a.labels == b.labels).all()
+    assert list(a.split) == list(b.split)
+    assert a.features.shape == b.features.shape
+    np.testing.assert_allclose(a.features, b.features, rtol=1e-4, atol=1e-5)
+    assert a.attrs["fingerprint"] == b.attrs["fingerprint"]

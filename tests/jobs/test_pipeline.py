@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BACKBONE
 
 from featx.errors import OptionError
 from featx.jobs.pipeline import MARKER, load_study
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
+
+BACKBONE = "efficientnet_lite0"
 
 
 def _run(toml: Path, cwd: Path) -> subprocess.CompletedProcess:

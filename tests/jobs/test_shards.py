@@ -11,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BACKBONE, assert_same_store
+from helpers import assert_same_store
 
 from featx.errors import OptionError
 from featx.extraction.shard import Shard, detect_shard, parse_shard
 
 FEATX = [sys.executable, "-m", "featx"]
+
+BACKBONE = "efficientnet_lite0"
 
 
 def featx(*args, **kw) -> subprocess.CompletedProcess:

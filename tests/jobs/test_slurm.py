@@ -11,9 +11,11 @@ from pathlib import Path
 
 import h5py
 import pytest
-from conftest import BACKBONE, assert_same_store
+from helpers import assert_same_store
 
 REPO = Path(__file__).resolve().parents[2]
+
+BACKBONE = "efficientnet_lite0"
 
 
 @pytest.fixture(scope="module")

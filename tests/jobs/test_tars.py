@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BACKBONE
 
 from featx.data.discover import load_dataset
 from featx.data.tars import expand
 from featx.errors import DataError
+
+BACKBONE = "efficientnet_lite0"
 
 
 def pack(folder: Path, out: Path, shards: int, label: str = "folder") -> str:

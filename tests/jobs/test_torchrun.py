@@ -6,7 +6,9 @@ import shutil
 import subprocess
 import sys
 
-from conftest import BACKBONE, assert_same_store
+from helpers import assert_same_store
+
+BACKBONE = "efficientnet_lite0"
 
 
 def test_torchrun_two_ranks_give_the_single_process_store(paintings, single_store, tmp_path):
