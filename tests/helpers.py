@@ -80,3 +80,14 @@ def assert_same_store(got: Path, want: Path) -> None:
     assert a.features.shape == b.features.shape
     np.testing.assert_allclose(a.features, b.features, rtol=1e-4, atol=1e-5)
     assert a.attrs["fingerprint"] == b.attrs["fingerprint"]
+
+
+def store_rows(path: Path) -> int:
+    """The committed row count of a store being written (0 while it does not exist yet)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return int(f.attrs.get("rows", 0))
+    except OSError:
+        return 0

@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
+
+import tomllib
 
 from ..analysis.analyze import AnalyzeOptions, analyze
 from ..errors import OptionError
@@ -164,27 +165,34 @@ def run_study(path: str | Path, *, slurm: bool = False, force: bool = False, pro
 
 
 def _fit(study: Study, stores: list[Path], force: bool, echo) -> StepResult:
-    settings: dict[str, Any] = dict(study.fit)
-    folder = study.runs / study.name / "fit"
-    key = _key(stores, settings)
-    if _done(folder, key) and not force:
-        echo(f"skip fit: {folder} is up to date")
-        return StepResult("fit", True, str(folder))
-    echo(f"run  fit -> {folder}")
-    clf = settings.pop("clf", "softmax")
-    fit_stores([load_features(s) for s in stores], clf, out=folder, overwrite=True, echo=echo, **settings)
-    _mark(folder, key, "fit")
-    return StepResult("fit", False, str(folder))
+    settings = dict(study.fit)
+
+    def run(folder: Path) -> None:
+        kw = dict(settings)
+        clf = kw.pop("clf", "softmax")
+        fit_stores([load_features(s) for s in stores], clf, out=folder, overwrite=True, echo=echo, **kw)
+
+    return _step("fit", study, stores, settings, run, force, echo)
 
 
 def _analyze(study: Study, stores: list[Path], force: bool, echo) -> StepResult:
     settings = dict(study.analyze)
-    folder = study.runs / study.name / "analyze"
+
+    def run(folder: Path) -> None:
+        analyze(stores, AnalyzeOptions(**settings, runs_dir=study.runs, overwrite=True), out=folder, log=echo)
+
+    return _step("analyze", study, stores, settings, run, force, echo)
+
+
+def _step(name: str, study: Study, stores: list[Path], settings: dict, run: Callable[[Path], None], force: bool,
+          echo) -> StepResult:
+    """Run a step on ``stores`` into ``<runs>/<study>/<name>/`` unless its marker says it is up to date."""
+    folder = study.runs / study.name / name
     key = _key(stores, settings)
     if _done(folder, key) and not force:
-        echo(f"skip analyze: {folder} is up to date")
-        return StepResult("analyze", True, str(folder))
-    echo(f"run  analyze -> {folder}")
-    analyze(stores, AnalyzeOptions(**settings, runs_dir=study.runs, overwrite=True), out=folder, log=echo)
-    _mark(folder, key, "analyze")
-    return StepResult("analyze", False, str(folder))
+        echo(f"skip {name}: {folder} is up to date")
+        return StepResult(name, True, str(folder))
+    echo(f"run  {name} -> {folder}")
+    run(folder)
+    _mark(folder, key, name)
+    return StepResult(name, False, str(folder))

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StoreError
-from ..store.merge import SHARD_FILE, ShardInfo, read_shard, shard_files, shard_path, shard_state
+from ..store.merge import (
+    SHARD_FILE,
+    ShardInfo,
+    read_shard,
+    shard_files,
+    shard_path,
+    shard_state,
+)
 from ..store.reader import read_attrs
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_same_store
+from helpers import assert_same_store, store_rows
 
 from featx.errors import OptionError
 from featx.extraction.shard import Shard, detect_shard, parse_shard
@@ -105,16 +105,6 @@ def test_merge_refuses_a_foreign_a_missing_and_an_unfinished_shard(paintings, tm
     assert not (tmp_path / "m.h5").exists()  # a refused merge writes nothing
 
 
-def _rows(path: Path) -> int:
-    import h5py
-
-    try:
-        with h5py.File(path, "r", locking=False) as f:
-            return int(f.attrs.get("rows", 0))
-    except OSError:
-        return 0
-
-
 @pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
 def test_a_time_limit_signal_stops_after_a_batch_and_the_same_command_resumes(sig, paintings, single_store,
                                                                                tmp_path):
@@ -124,13 +114,13 @@ def test_a_time_limit_signal_stops_after_a_batch_and_the_same_command_resumes(si
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
-    while _rows(out) == 0 and proc.poll() is None and time.time() < deadline:
+    while store_rows(out) == 0 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, (stdout, stderr)
     assert f"stopped by {signal.Signals(sig).name} after a finished batch" in stderr
-    kept = _rows(out)
+    kept = store_rows(out)
     assert 0 < kept < 26 and kept % 2 == 0  # whole batches only
     assert "requeued" not in stderr  # not a SLURM task: nothing to requeue
     again = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -9,9 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import pytest
-from helpers import assert_same_store
+from helpers import assert_same_store, store_rows
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,14 +33,6 @@ def _squeue(job: str) -> list[str]:
     return out.split("\n") if out.strip() else []
 
 
-def _rows(path: Path) -> int:
-    try:
-        with h5py.File(path, "r", locking=False) as f:
-            return int(f.attrs.get("rows", 0))
-    except OSError:
-        return 0
-
-
 def test_featx_submits_an_array_a_task_is_requeued_and_the_merge_equals_one_process(slurm, paintings, single_store,
                                                                                     tmp_path):
     out = tmp_path / "cluster.h5"
@@ -56,9 +47,9 @@ def test_featx_submits_an_array_a_task_is_requeued_and_the_merge_equals_one_proc
 
     shard1 = tmp_path / "cluster.shard-001-of-004.h5"
     deadline = time.time() + 480
-    while _rows(shard1) == 0 and time.time() < deadline:
+    while store_rows(shard1) == 0 and time.time() < deadline:
         time.sleep(0.1)
-    assert _rows(shard1) > 0, "task 1 never wrote a row"
+    assert store_rows(shard1) > 0, "task 1 never wrote a row"
     # what SLURM sends --signal=B:USR1@T seconds before a time limit; featx finishes its batch and requeues
     subprocess.run(["scancel", "--batch", "--signal=USR1", f"{job}_1"], check=True)
     while _squeue(job) and time.time() < deadline:
