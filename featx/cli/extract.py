@@ -175,7 +175,7 @@ def _merged_line(res) -> None:
 def _submit(ctx: typer.Context, shards: int, options: "SlurmOptions", *, wait: bool, dry_run: bool) -> None:
     """Write the array script running this very command (cluster options replaced by --shard) and sbatch it."""
     from ..extraction.plan import plan_extraction
-    from ..jobs.slurm import array_script, featx_command, job_folder, sbatch, write_script
+    from ..jobs.slurm import extract_script, submit
 
     p = ctx.params
     plan = plan_extraction(p["backbone"], p["data"], out=p["out_path"], label_from_name=p["label_from_name"],
@@ -187,12 +187,10 @@ def _submit(ctx: typer.Context, shards: int, options: "SlurmOptions", *, wait: b
     args = ["extract", *command_args(ctx, exclude=SUBMIT_ONLY)]
     if p["out_path"] is None:
         args += ["--out", str(store)]
-    script = array_script(featx_command(args), count=shards, store=store, name=f"featx-{store.stem[:40]}",
-                          logs=job_folder(store) / "logs", workdir=Path.cwd(), options=options)
+    script = extract_script(args, count=shards, store=store, options=options)
     if dry_run:
         out(script.rstrip())
         return
-    path = write_script(store, script)
-    job = sbatch(path, wait=wait)
+    job, path = submit(script, store, wait=wait)
     out(f"submitted SLURM array job {job}: {shards} tasks, script {path}, logs {path.parent / 'logs'}")
     out(f"`featx status {store}` shows the shards" + ("; every task has ended" if wait else ""))

@@ -155,10 +155,13 @@ def _images_under(folder: Path, root: Path) -> list[tuple[str, tuple]]:
     return found
 
 
+TAR_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")  # the {000..099} of a tar-shard pattern
+
+
 def is_tar_spec(data: str | Path) -> bool:
     """WebDataset-style tar input: a ``.tar`` file or a brace pattern ``train-{000..009}.tar``."""
     text = str(data)
-    return bool(re.search(r"\{\d+\.\.\d+\}", text)) or text.endswith((".tar", ".tar.gz", ".tgz"))
+    return bool(TAR_RANGE.search(text)) or text.endswith((".tar", ".tar.gz", ".tgz"))
 
 
 def _class_folders(folder: Path) -> list[Path]:

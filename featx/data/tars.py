@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
-from .discover import ImageDataset, _finish, _Rows, is_image
+from .discover import TAR_RANGE, ImageDataset, _finish, _Rows, is_image
 
-BRACES = re.compile(r"\{(\d+)\.\.(\d+)\}")
 LABEL_MEMBERS = ("cls", "json", "txt")
 
 
@@ -48,7 +46,7 @@ class TarMember:
 
 def expand(spec: str) -> list[Path]:
     """``a-{000..002}.tar`` -> ``[a-000.tar, a-001.tar, a-002.tar]`` (zero padding kept; several ranges nest)."""
-    m = BRACES.search(spec)
+    m = TAR_RANGE.search(spec)
     if not m:
         return [Path(spec)]
     lo, hi = m.group(1), m.group(2)
@@ -127,7 +125,7 @@ def load_tar_dataset(spec: str | Path, seed: int, ratios) -> ImageDataset:
             rows.stats.append((*entry["stat"], None))
             members[key] = entry["image"]
     root = paths[0].parent.resolve()
-    pattern = str(Path(str(spec)).expanduser().resolve()) if not BRACES.search(str(spec)) else \
-        str((Path(str(spec)).expanduser().parent.resolve() / Path(str(spec)).name))
+    spec_path = Path(str(spec)).expanduser()
+    pattern = str(spec_path.parent.resolve() / spec_path.name)  # absolute, the {a..b} range kept
     ds = _finish(root, rows, "tar", seed, ratios, {"data": pattern, "tars": len(paths)}, f"in {len(paths)} tar file(s)")
     return ds.with_members(tuple(members[k] for k in ds.ids))

@@ -31,7 +31,7 @@ class Plan:
     dataset: ImageDataset
     out: Path
     weights: str  # the --weights argument (imagenet | none | PATH | tag)
-    shard: Shard | None = None  # set by :func:`shard_plan`: ``dataset`` is the shard's block, ``out`` its store
+    shard: Shard | None = None  # set by :meth:`for_shard`: ``dataset`` is the shard's block, ``out`` its store
     whole: Path | None = None  # the store the shards merge into
 
     def for_shard(self, shard: Shard | None) -> "Plan":

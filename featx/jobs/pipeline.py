@@ -35,8 +35,7 @@ EXTRACT_KEYS = {"backbone", "weights", "layer", "pool", "tta", "dtype", "with_lo
                 "hash"}
 FIT_KEYS = {"clf", "preprocess", "class_weight", "search", "cv", "n_jobs", "seed", "concat", "dask_scheduler"}
 ANALYZE_KEYS = set(AnalyzeOptions.__dataclass_fields__) - {"runs_dir", "overwrite"}
-PLAN_KEYS = {"backbone", "weights", "layer", "pool", "tta", "dtype", "with_logits", "image_size", "label_from_name",
-             "split_seed", "split_ratios", "precision", "out"}
+PLAN_KEYS = EXTRACT_KEYS - {"batch_size", "workers", "device", "hash"}  # what decides the store and its path
 
 
 @dataclass

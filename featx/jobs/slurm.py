@@ -123,6 +123,19 @@ def option_args(options: dict) -> list[str]:
     return args
 
 
+def extract_script(args: Sequence[str], *, count: int, store: Path, options: SlurmOptions,
+                   name: str | None = None) -> str:
+    """The array script of ``featx ARGS --shard $i/count`` writing shards of ``store`` (logs beside it)."""
+    return array_script(featx_command(args), count=count, store=store, name=name or f"featx-{store.stem[:40]}",
+                        logs=job_folder(store) / "logs", workdir=Path.cwd(), options=options)
+
+
+def submit(script: str, store: Path, *, wait: bool = False) -> tuple[str, Path]:
+    """Write ``script`` beside ``store`` and sbatch it: (job id, script path)."""
+    path = write_script(store, script)
+    return sbatch(path, wait=wait), path
+
+
 def submit_study_extract(study, options: dict, store: Path) -> str:
     """Run one pipeline extraction as an array job and wait for it; the merged store must then be complete."""
     from .status import extraction_status
@@ -132,9 +145,8 @@ def submit_study_extract(study, options: dict, store: Path) -> str:
     store = store.resolve()
     args = ["extract", "--data", str(study.data), "--out", str(store), "--quiet",
             *option_args({k: v for k, v in options.items() if k != "out"})]
-    script = array_script(featx_command(args), count=shards, store=store, name=f"featx-{study.name}"[:48],
-                          logs=job_folder(store) / "logs", workdir=Path.cwd(), options=slurm)
-    job = sbatch(write_script(store, script), wait=True)
+    job, _ = submit(extract_script(args, count=shards, store=store, options=slurm, name=f"featx-{study.name}"[:48]),
+                    store, wait=True)
     status = extraction_status(store)
     if not status.done:
         bad = [f"{s.index} ({s.state})" for s in status.shards if s.state != "done"]

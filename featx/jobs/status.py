@@ -13,6 +13,7 @@ from ..errors import StoreError
 from ..store.merge import (
     SHARD_FILE,
     ShardInfo,
+    is_merge_of,
     read_shard,
     shard_files,
     shard_path,
@@ -90,7 +91,7 @@ def extraction_status(path: str | Path) -> Status:
         status.merged = "incomplete"
     elif not count:
         status.merged = "single"
-    elif len(infos) == count and attrs.get("merged_from") == [i.stamp for i in sorted(infos, key=lambda i: i.index)]:
+    elif len(infos) == count and is_merge_of(attrs, infos):  # infos are in index order
         status.merged = "current"
     else:
         status.merged = "stale"

@@ -73,6 +73,11 @@ class ShardInfo:
         return {"file": self.path.name, "rows": int(self.attrs["n_rows"]), "updated": str(self.attrs.get("updated"))}
 
 
+def is_merge_of(attrs: dict, infos: Sequence[ShardInfo]) -> bool:
+    """Whether a store's ``attrs`` say it is the complete merge of exactly these shards as they are now."""
+    return bool(attrs.get("complete")) and attrs.get("merged_from") == [i.stamp for i in infos]
+
+
 def read_shard(path: Path) -> ShardInfo:
     attrs = read_attrs(path)
     if not isinstance(attrs.get("shard"), dict):
@@ -104,7 +109,7 @@ def check_shards(infos: Sequence[ShardInfo]) -> None:
     if dupes:
         raise StoreError(f"shard {dupes[0]} of {first.count} given twice: "
                          + ", ".join(str(i.path) for i in infos if i.index == dupes[0]))
-    whole = first.path.with_name(first.attrs["shard"].get("store") or "store.h5")
+    whole = first.path.with_name(first.attrs["shard"]["store"])
     for k in range(first.count):
         if k not in indices:
             raise StoreError(f"shard {k} of {first.count} is missing: {shard_path(whole, k, first.count)} "
@@ -131,7 +136,7 @@ def merge_shards(paths: Sequence[str | Path], out: str | Path | None = None) -> 
         ids = [read_strs(f["ids"], i.attrs["n_rows"]) for f, i in zip(handles, infos)]
         owner = np.concatenate([np.full(len(a), k) for k, a in enumerate(ids)])
         local = np.concatenate([np.arange(len(a)) for a in ids])
-        all_ids = np.concatenate(ids) if ids else np.zeros(0, object)
+        all_ids = np.concatenate(ids)
         order = np.argsort(all_ids, kind="stable")
         dup = np.flatnonzero(all_ids[order][1:] == all_ids[order][:-1])
         if len(dup):
@@ -195,11 +200,10 @@ def merge_when_complete(store: Path, count: int) -> MergeResult | None:
         return None
     if store.is_file():
         try:
-            done = read_attrs(store)
+            if is_merge_of(read_attrs(store), infos):
+                return None
         except StoreError:
-            done = {}
-        if done.get("complete") and done.get("merged_from") == [i.stamp for i in infos]:
-            return None
+            pass  # unreadable or unfinished: merge again
     try:
         return merge_shards([i.path for i in infos], store)
     except StoreLockedError:
