@@ -21,6 +21,7 @@ POOLS = ("avg", "max", "gem", "flatten", "spp", "none")
 TTAS = ("none", "hflip")
 DTYPES = ("float32", "float16")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+RUNTIMES = ("auto", "torch", "openvino")
 
 
 def cache_dir() -> Path:

@@ -13,6 +13,19 @@ STYLES = SHARED / "styles"
 IMPRESSIONISTS = SHARED / "impressionists"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_model_cache(tmp_path_factory):
+    """One OpenVINO model cache for the session (``$FEATX_MODELS``), so each network is converted once
+    although tests give every store its own ``$FEATX_CACHE``; subprocesses inherit it."""
+    old = os.environ.get("FEATX_MODELS")
+    os.environ["FEATX_MODELS"] = str(tmp_path_factory.mktemp("models"))
+    yield Path(os.environ["FEATX_MODELS"])
+    if old is None:
+        os.environ.pop("FEATX_MODELS", None)
+    else:
+        os.environ["FEATX_MODELS"] = old
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"real data missing: {path} (set FEATX_SHARED_DATA)")

@@ -18,7 +18,7 @@ def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, w
             with_logits: bool = False, image_size: int | None = None, label_from_name: str | None = None,
             split_seed: int = 0, split_ratios: tuple[float, float, float] = DEFAULT_RATIOS, device: str = "auto",
             batch_size: int | None = None, workers: int | None = None, streams: int | None = None,
-            precision: str = "auto", channels_last: bool = True, overwrite: bool = False, missing: str = "drop",
+            runtime: str = "auto", precision: str = "auto", channels_last: bool = True, overwrite: bool = False, missing: str = "drop",
             retry_failed: bool = False, hash: bool = False, relocate: bool = False, shard: str | Shard | None = None,
             merge: bool = True, progress: bool = True, on_batch: Callable[[int], None] | None = None) -> Store:
     """Embed every image under ``data`` with a frozen backbone into an HDF5 store (``featx extract``).
@@ -59,10 +59,15 @@ def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, w
     device : str, default "auto"
         ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     batch_size, workers, streams : int, optional
-        Images per batch (10 on CPU, 64 on CUDA), DataLoader worker processes (CPUs - 1), batches run
-        in parallel threads (one per core up to 4 on CPU).
+        Images per batch (32 with OpenVINO, 10 with PyTorch on CPU, 64 on CUDA), decoding threads (half the
+        cores on CPU, all but one beside a GPU), batches in flight at once (the runtime's choice per machine).
+    runtime : {"auto", "torch", "openvino"}, default "auto"
+        ``auto``: OpenVINO on CPU (the network is converted once and cached under ``cache/models``),
+        PyTorch on a GPU; an existing store keeps the runtime it was made with.
     precision : {"auto", "fp32", "bf16", "fp16"}, default "auto"
-        Numeric path, part of the fingerprint; ``auto`` keeps an existing store's precision.
+        Numeric path, part of the fingerprint. ``auto``: an existing store's precision, else bf16 where
+        the hardware has it natively (a CPU with AVX-512 BF16 or AMX, a CUDA GPU; fp16 on older GPUs)
+        and fp32 elsewhere.
     channels_last : bool, default True
         channels_last memory layout.
     overwrite : bool, default False

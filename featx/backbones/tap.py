@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import DataCfg
 from ..errors import BackboneError
 
 
@@ -91,3 +92,27 @@ class TappedModel(nn.Module):
         if t is None:
             raise BackboneError("the tapped layer was not reached by the forward pass; pick another --layer")
         return pool_features(t, self.pool), logits
+
+
+class FeatureNet(nn.Module):
+    """uint8 NHWC images -> ``(features, logits or None)``: normalisation, the tapped network and test-time
+    augmentation in one module. Runs under torch, and is what gets exported to OpenVINO."""
+
+    def __init__(self, tapped: TappedModel, data: DataCfg, hflip: bool = False, channels_last: bool = True):
+        super().__init__()
+        self.tapped = tapped
+        self.hflip = hflip  # mean of the image's and its mirror image's features
+        self.channels_last = channels_last
+        self.register_buffer("mean", torch.tensor(data.mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(data.std).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std  # NHWC memory = channels_last
+        if not self.channels_last:
+            x = x.contiguous()
+        feats, logits = self.tapped(x)
+        if self.hflip:
+            f2, l2 = self.tapped(x.flip(3))
+            feats = (feats.float() + f2.float()) / 2
+            logits = None if logits is None else (logits.float() + l2.float()) / 2
+        return feats.float(), None if logits is None else logits.float()

@@ -11,7 +11,7 @@ import typer
 from . import app
 from ..errors import OptionError, Stopped
 from ._common import command_args, handles_errors, out, progress
-from .options import Dtype, Missing, Pool, Precision, Tta, check_device, parse_ratios, value
+from .options import Dtype, Missing, Pool, Precision, Runtime, Tta, check_device, parse_ratios, value
 
 EXTRACT_EXAMPLES = """
 Examples:
@@ -69,13 +69,18 @@ def extract(
                                             "depends only on its id, class and this seed).")] = 0,
     split_ratios: Annotated[str, typer.Option(help="train,val,test fractions of that split.")] = "0.8,0.1,0.1",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps.", callback=check_device)] = "auto",
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per batch (default 10 on CPU, 64 on "
-                                                      "CUDA).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (default: CPUs - 1).")] = None,
-    streams: Annotated[Optional[int], typer.Option(help="Batches run in parallel, one intra-op thread each "
-                                                   "(default: one per core up to 4 on CPU, 1 on CUDA).")] = None,
-    precision: Annotated[Precision, typer.Option(help="auto: the store's precision if it exists, else bf16/fp16 "
-                                                 "autocast on CUDA and fp32 on CPU. Part of the fingerprint.")]
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per batch (default 32 with OpenVINO, 10 with "
+                                                      "PyTorch on CPU, 64 on CUDA).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Decoding threads (default: half the cores on CPU, all but "
+                                                   "one beside a GPU; 0 decodes in the main thread).")] = None,
+    streams: Annotated[Optional[int], typer.Option(help="Batches in flight at once (default: the runtime's "
+                                                   "choice for this machine).")] = None,
+    runtime: Annotated[Runtime, typer.Option(help="auto: OpenVINO on CPU (converted once, cached under "
+                                             "cache/models), PyTorch on a GPU; an existing store keeps its "
+                                             "runtime.")] = Runtime.auto,
+    precision: Annotated[Precision, typer.Option(help="auto: the store's precision if it exists, else bf16 where "
+                                                 "the hardware has it natively (AVX-512 BF16 / AMX CPU, CUDA; fp16 "
+                                                 "on older GPUs), fp32 elsewhere. Part of the fingerprint.")]
     = Precision.auto,
     channels_last: Annotated[bool, typer.Option("--channels-last/--no-channels-last",
                                                 help="channels_last memory layout (faster for convnets).")] = True,
@@ -133,7 +138,7 @@ def extract(
         res = run(backbone, data, out=out_path, weights=weights, layer=layer, pool=value(pool), tta=value(tta),
               dtype=value(dtype), with_logits=with_logits, image_size=image_size, label_from_name=label_from_name,
               split_seed=split_seed, split_ratios=parse_ratios(split_ratios), device=device, batch_size=batch_size,
-              workers=workers, streams=streams, precision=value(precision), channels_last=channels_last,
+              workers=workers, streams=streams, runtime=value(runtime), precision=value(precision), channels_last=channels_last,
               overwrite=overwrite, missing=value(missing), retry_failed=retry_failed, hash=hash_files,
               relocate=relocate, shard=shard, merge=merge, progress=not quiet).extraction
     except Stopped as exc:
@@ -157,13 +162,24 @@ def extract(
         return
     kind = "new " if not (res.sync.get("changed") or res.sync.get("retried")) else ""
     out(f"wrote {res.n_new} {kind}rows to {res.path} ({res.n_rows} rows in all) in {res.seconds:.1f} s, "
-        f"{res.images_per_s:.1f} img/s, {res.precision or 'fp32'} on {res.device or 'no device'}; "
-        f"{len(res.failures)} unreadable")
+        f"{res.images_per_s:.1f} img/s, {res.runtime} {res.precision or 'fp32'} on {res.device or 'no device'}"
+        + (f" ({res.note})" if res.note else "") + f"; {len(res.failures)} unreadable")
+    if res.timings.get("loop"):
+        out(time_line(res.timings))
     for image_id, reason in res.failures[:10]:
         out(f"  failed: {image_id}: {reason}")
     if len(res.failures) > 10:
         out(f"  ... and {len(res.failures) - 10} more (see `featx info {res.path}`)")
     _merged_line(res)
+
+
+def time_line(t: dict[str, float]) -> str:
+    """Where the time went: start-up, decoding (thread-seconds, overlapped), model, writing (background)."""
+    starved = t["data_wait"] / t["loop"] if t["loop"] else 0.0
+    n = int(t["decode_threads"])
+    return (f"time: start-up {t['start']:.1f} s; decode {t['decode']:.1f} s over {n} thread{'s' * (n != 1)} "
+            f"beside the model; model {t['infer']:.1f} s; write {t['write']:.1f} s in the background; "
+            f"the model waited {t['data_wait']:.1f} s for images ({starved:.0%})")
 
 
 def _merged_line(res) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import DTYPES, POOLS, PRECISIONS, TTAS
+from ..config import DTYPES, POOLS, PRECISIONS, RUNTIMES, TTAS
 from ..data.splits import SPLITS
 from ..store.sync import MISSING_POLICIES
 
@@ -23,6 +23,7 @@ Pool = _choices("Pool", POOLS)
 Tta = _choices("Tta", TTAS)
 Dtype = _choices("Dtype", DTYPES)
 Precision = _choices("Precision", PRECISIONS)
+Runtime = _choices("Runtime", RUNTIMES)
 ClassWeight = _choices("ClassWeight", ("none", "balanced"))
 Split = _choices("Split", ("all", *SPLITS))
 Missing = _choices("Missing", MISSING_POLICIES)

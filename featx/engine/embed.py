@@ -1,70 +1,35 @@
-"""The batched embedder: a tapped backbone on a device, fed uint8 NHWC batches.
+"""The PyTorch runtime: a :class:`~featx.backbones.tap.FeatureNet` on a device, fed uint8 NHWC batches.
 
-The main process moves each batch to the device (pinned memory, ``non_blocking``),
-normalises it there, and runs the tapped model under ``torch.inference_mode`` in
-channels_last layout (with bf16/fp16 autocast on CUDA). On CPU, several batches run
-at once in threads (:func:`embed_in_order`). Shared by extraction and prediction.
+The loader's threads pin each batch for a GPU; the main thread copies it ``non_blocking``,
+normalises it on the device and runs the network under ``torch.inference_mode`` in
+channels_last layout, with bf16/fp16 autocast where asked. On CPU several batches run at
+once in threads (:meth:`TorchEmbedder.map`). Shared by extraction, prediction and ``ImageEmbedder``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 
 from ..backbones.build import create_model
 from ..backbones.registry import get_cfg
-from ..backbones.tap import TappedModel
-from ..backbones.weights import weights_argument
-from ..config import DataCfg, ExtractCfg
+from ..backbones.tap import FeatureNet, TappedModel
+from ..config import ExtractCfg
 from ..errors import OptionError
-from .loader import iter_batches, usable_cpus
+from .cpu import usable_cpus
+from .loader import Batch
+from .runtime import Embedder
+
+PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def default_streams(device: torch.device) -> int:
     """Parallel model streams: on CPU one per core (up to 4) beats one stream with intra-op threads."""
-    if device.type != "cpu":
-        return 1
-    cpus = usable_cpus()
-    return max(1, min(4, cpus))
-
-
-def embed_in_order(embed: "Embedder", batches: Iterable, streams: int = 1) -> Iterator[tuple]:
-    """``(indices, failures, features, logits)`` per batch, in input order.
-
-    With ``streams > 1`` (CPU), that many batches run at once in threads with one
-    intra-op thread each (torch releases the GIL): on a 2-core machine this is
-    ~1.3x faster than one batch with two intra-op threads (benchmarks/results).
-    """
-    if streams <= 1:
-        for idx, x, failed in batches:
-            feats, logits = embed(x) if idx else (None, None)
-            yield idx, failed, feats, logits
-        return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads // streams))
-    pending: deque = deque()
-    try:
-        with ThreadPoolExecutor(streams, thread_name_prefix="featx-embed") as pool:
-            for idx, x, failed in batches:
-                pending.append((idx, failed, pool.submit(embed, x) if idx else None))
-                while len(pending) > streams:
-                    yield _ready(pending.popleft())
-            while pending:
-                yield _ready(pending.popleft())
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _ready(item):
-    idx, failed, fut = item
-    feats, logits = fut.result() if fut is not None else (None, None)
-    return idx, failed, feats, logits
+    return 1 if device.type != "cpu" else max(1, min(4, usable_cpus()))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -82,13 +47,13 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: None means fp32."""
+    """Autocast dtype for training (None means fp32): ``auto`` is bf16/fp16 on CUDA and fp32 on CPU."""
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return None
     if precision == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision in ("bf16", "fp16"):
-        return torch.bfloat16 if precision == "bf16" else torch.float16
+    if precision in PRECISION_DTYPES:
+        return PRECISION_DTYPES[precision]
     raise OptionError(f"--precision {precision!r}: use auto, fp32, bf16 or fp16")
 
 
@@ -97,79 +62,73 @@ def precision_name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
-class Embedder:
-    """Normalise a uint8 NHWC batch on the device and return (features, logits) as float32 numpy."""
+class TorchEmbedder(Embedder):
+    """A :class:`FeatureNet` on a torch device, under autocast when ``precision`` is not fp32."""
 
-    def __init__(self, tapped: torch.nn.Module, cfg: DataCfg, device: torch.device, *,
-                 precision: torch.dtype | None = None, channels_last: bool = True, hflip: bool = False):
-        self.device = device
-        self.precision = precision
-        self.channels_last = channels_last
-        self.hflip = hflip  # test-time augmentation: mean with the mirror image's features
-        self.model = tapped.to(device)
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.mean = torch.tensor(cfg.mean, device=device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(cfg.std, device=device).view(1, 3, 1, 1) * 255
+    runtime = "torch"
 
-    def _forward(self, x: torch.Tensor):
-        if self.precision is not None:
-            with torch.autocast(self.device.type, dtype=self.precision):
-                return self.model(x)
-        return self.model(x)
+    def __init__(self, net: FeatureNet, device: torch.device, *, precision: torch.dtype | None = None,
+                 streams: int | None = None):
+        self.torch_device = device
+        self.device = str(device) if device.type != "cuda" else f"cuda:{device.index or 0}"
+        self.autocast = precision
+        self.precision = precision_name(precision)
+        self.streams = streams or default_streams(device)
+        self.net = net.to(device)
+        if net.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+
+    def prepare(self, images: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(images)
+        return x.pin_memory() if self.gpu else x
 
     @torch.inference_mode()
-    def __call__(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-        x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()  # NHWC memory = channels_last
-        x = (x - self.mean) / self.std
-        if not self.channels_last:
-            x = x.contiguous()
-        feats, logits = self._forward(x)
-        if self.hflip:
-            f2, l2 = self._forward(x.flip(3))
-            feats = (feats.float() + f2.float()) / 2
-            logits = None if logits is None else (logits.float() + l2.float()) / 2
-        feats = feats.float().cpu().numpy()
-        return feats, None if logits is None else logits.float().cpu().numpy()
+    def __call__(self, images) -> tuple[np.ndarray, np.ndarray | None]:
+        x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
+        x = x.to(self.torch_device, non_blocking=True)
+        if self.autocast is not None:
+            with torch.autocast(self.torch_device.type, dtype=self.autocast):
+                feats, logits = self.net(x)
+        else:
+            feats, logits = self.net(x)
+        return feats.cpu().numpy(), None if logits is None else logits.cpu().numpy()
+
+    def map(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, np.ndarray | None, np.ndarray | None]]:
+        """With ``streams > 1`` (CPU), that many batches run at once in threads with one intra-op thread
+        each (torch releases the GIL): on 2 cores ~1.3x one batch with two intra-op threads."""
+        if self.streams <= 1:
+            yield from super().map(batches)
+            return
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads // self.streams))
+        pending: deque = deque()
+        try:
+            with ThreadPoolExecutor(self.streams, thread_name_prefix="featx-embed") as pool:
+                for b in batches:
+                    pending.append((b, pool.submit(self, b.images) if b.images is not None else None))
+                    while len(pending) > self.streams:
+                        yield _ready(*pending.popleft())
+                while pending:
+                    yield _ready(*pending.popleft())
+        finally:
+            torch.set_num_threads(threads)
 
 
-def build_embedder(cfg: ExtractCfg, weights: str, *, device: str = "auto", precision: str = "auto",
-                   channels_last: bool = True) -> Embedder:
-    """The network of ``cfg`` with its tap, on the device, ready for uint8 NHWC batches."""
-    bcfg = get_cfg(cfg.backbone)
-    model = create_model(bcfg, weights, logits=cfg.with_logits)
+def _ready(batch: Batch, fut):
+    feats, logits = fut.result() if fut is not None else (None, None)
+    return batch, feats, logits
+
+
+def feature_net(cfg: ExtractCfg, weights: str, *, channels_last: bool = True) -> FeatureNet:
+    """The eval-mode network of ``cfg`` with its tap, normalisation and test-time augmentation."""
+    model = create_model(get_cfg(cfg.backbone), weights, logits=cfg.with_logits)
     tapped = TappedModel(model, cfg.module, cfg.pool, with_logits=cfg.with_logits)
+    return FeatureNet(tapped, cfg.data, hflip=cfg.tta == "hflip", channels_last=channels_last).eval()
+
+
+def build_torch_embedder(cfg: ExtractCfg, weights: str, *, device: str = "auto", precision: str = "auto",
+                         channels_last: bool = True, streams: int | None = None) -> TorchEmbedder:
+    """``cfg``'s network under PyTorch; ``precision`` auto is bf16/fp16 on CUDA, fp32 on CPU."""
     dev = resolve_device(device)
-    return Embedder(tapped, cfg.data, dev, precision=resolve_precision(precision, dev),
-                    channels_last=channels_last, hflip=cfg.tta == "hflip")
-
-
-def blank_batch(cfg: ExtractCfg) -> torch.Tensor:
-    """One black uint8 NHWC image at the input size (probes the feature width)."""
-    s = cfg.data.input_size
-    return torch.zeros(1, s, s, 3, dtype=torch.uint8)
-
-
-def embed_paths(fingerprint: dict, paths: Sequence[str | Path], *, weights: str | Path | None = None,
-                device: str = "auto", batch_size: int = 16,
-                workers: int | None = 0) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """Features of ``paths`` exactly as a store with ``fingerprint`` holds them (used by ``predict``).
-
-    Returns the features of the readable images, in order, and (path, reason) failures.
-    ``weights`` is needed when the features came from a local checkpoint; it must be that file.
-    """
-    cfg = ExtractCfg.from_dict(fingerprint)
-    weights = weights_argument(cfg, weights)
-    embed = build_embedder(cfg, weights, device=device, precision=cfg.precision)
-    paths = [Path(p) for p in paths]
-    out, failures = [], []
-    for idx, x, failed in iter_batches(paths, cfg.data, batch_size=batch_size, workers=workers,
-                                       pin_memory=False):
-        if idx:
-            out.append(embed(x)[0])
-        failures += [(str(paths[j]), r) for j, r in failed]
-    dim = out[0].shape[1] if out else 0
-    feats = np.concatenate(out) if out else np.zeros((0, dim), np.float32)
-    if cfg.dtype == "float16":
-        feats = feats.astype(np.float16).astype(np.float32)
-    return feats, failures
+    return TorchEmbedder(feature_net(cfg, weights, channels_last=channels_last), dev,
+                         precision=resolve_precision(precision, dev), streams=streams)

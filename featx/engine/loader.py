@@ -1,66 +1,82 @@
-"""A DataLoader of decoded images: workers decode and resize (uint8 HWC), failures pass through.
+"""Decoded batches without torch: threads decode and resize images to uint8 NHWC, failures pass through.
 
-Shared by extraction, prediction and (later) fine-tuning.
+PIL releases the GIL while it decodes and resamples, so decoding threads run in parallel with
+each other and with the model (which releases it too); there is no process start-up, no pickling
+and no fork after a runtime has started its own threads. Shared by extraction, prediction and
+``ImageEmbedder``.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Iterator, Sequence
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
-import torch
 
 from ..config import DataCfg
 from ..data.images import ImageReadError, read_for_model
+from .cpu import usable_cpus
 
 
-class ImageFiles(torch.utils.data.Dataset):
-    """``(index, uint8 HWC array or None, failure reason or None)`` per path."""
+@dataclass
+class Batch:
+    """Images ``indices`` (into the input sequence) decoded into ``images`` (uint8 NHWC, or None when
+    none could be read), ``(index, reason)`` per image that failed, and the seconds spent decoding."""
 
-    def __init__(self, paths: Sequence[Path], cfg: DataCfg):
-        self.paths = list(paths)
-        self.cfg = cfg
+    indices: list[int]
+    images: Any  # np.ndarray, or what the loader's ``prepare`` made of it (a pinned tensor)
+    failures: list[tuple[int, str]] = field(default_factory=list)
+    decode_s: float = 0.0
 
-    def __len__(self) -> int:
-        return len(self.paths)
 
-    def __getitem__(self, i: int):
+def decode_batch(items: Sequence, start: int, cfg: DataCfg, prepare: Callable | None = None) -> Batch:
+    """Read ``items`` (paths, PIL images or arrays) numbered from ``start`` into one :class:`Batch`."""
+    t0 = time.perf_counter()
+    ok, arrays, failed = [], [], []
+    for k, item in enumerate(items, start):
         try:
-            return i, read_for_model(self.paths[i], self.cfg), None
+            arrays.append(read_for_model(item, cfg))
+            ok.append(k)
         except ImageReadError as exc:
-            return i, None, str(exc)
+            failed.append((k, str(exc)))
+    images = np.stack(arrays) if arrays else None
+    if images is not None and prepare is not None:
+        images = prepare(images)
+    return Batch(ok, images, failed, time.perf_counter() - t0)
 
 
-def collate(items):
-    """Stack the readable images; pass failures through as (index, reason)."""
-    ok = [(i, a) for i, a, _ in items if a is not None]
-    failed = [(i, r) for i, a, r in items if a is None]
-    x = torch.from_numpy(np.stack([a for _, a in ok])) if ok else None
-    return [i for i, _ in ok], x, failed
-
-
-def _worker_init(_):
-    torch.set_num_threads(1)
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (respects affinity masks and SLURM/cgroup pinning)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def default_workers() -> int:
+def default_workers(gpu: bool = False) -> int:
+    """Decoding threads: on CPU half the cores (the model's threads take the rest, and both
+    release the GIL), on GPU all but one core (the GPU does the model)."""
     cpus = usable_cpus()
-    return min(8, max(1, cpus - 1)) if cpus > 1 else 0
+    return min(32, max(1, cpus - 1)) if gpu else max(1, cpus // 2)
 
 
-def iter_batches(paths: Sequence[Path], cfg: DataCfg, *, batch_size: int, workers: int | None,
-                 pin_memory: bool) -> Iterator[tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]]:
-    """Batches of (indices into ``paths``, uint8 NHWC tensor, failures), in order."""
-    workers = default_workers() if workers is None else workers
-    loader = torch.utils.data.DataLoader(
-        ImageFiles(paths, cfg), batch_size=batch_size, shuffle=False, num_workers=workers,
-        collate_fn=collate, pin_memory=pin_memory, worker_init_fn=_worker_init if workers else None,
-        persistent_workers=False, prefetch_factor=4 if workers else None)
-    yield from loader
+def iter_batches(items: Sequence, cfg: DataCfg, *, batch_size: int, workers: int | None = None,
+                 prepare: Callable | None = None, gpu: bool = False) -> Iterator[Batch]:
+    """Batches of ``items`` in order, decoded ``workers`` at a time (0: in this thread).
+
+    ``prepare(images)`` runs in the decoding thread on each stacked batch (e.g. pinning it for a GPU).
+    """
+    workers = default_workers(gpu) if workers is None else workers
+    starts = range(0, len(items), batch_size)
+    if workers <= 0:
+        for s in starts:
+            yield decode_batch(items[s:s + batch_size], s, cfg, prepare)
+        return
+    ahead = 2 * workers + 2  # decoded batches kept ready: enough to ride out a slow file, little memory
+    with ThreadPoolExecutor(workers, thread_name_prefix="featx-decode") as pool:
+        pending: deque = deque()
+        try:
+            for s in starts:
+                pending.append(pool.submit(decode_batch, items[s:s + batch_size], s, cfg, prepare))
+                if len(pending) >= ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()

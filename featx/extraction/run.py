@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from ..errors import OptionError, Stopped, StoreError
 from ..store.merge import MergeResult, merge_when_complete
 from ..store.sync import Delta, StoreRows
 from ..store.writer import StoreWriter, open_writer
+from .background import BackgroundWriter
 from .plan import Plan, SyncOptions, compare, plan_extraction, store_meta, store_state
 from .shard import Shard, resolve_shard
 
@@ -42,6 +44,9 @@ class ExtractResult:
     device: str = ""
     shard: Shard | None = None
     merged: MergeResult | None = None  # the shards were merged into the whole store after this one finished
+    runtime: str = ""  # torch | openvino (empty on a cache hit)
+    note: str = ""  # why this runtime and precision
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: start, decode, data_wait, infer, write, loop
 
     @property
     def images_per_s(self) -> float:
@@ -53,7 +58,7 @@ def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, w
             with_logits: bool = False, image_size: int | None = None, label_from_name: str | None = None,
             split_seed: int = 0, split_ratios: tuple[float, float, float] = DEFAULT_RATIOS, device: str = "auto",
             batch_size: int | None = None, workers: int | None = None, streams: int | None = None,
-            precision: str = "auto", channels_last: bool = True, overwrite: bool = False, missing: str = "drop",
+            runtime: str = "auto", precision: str = "auto", channels_last: bool = True, overwrite: bool = False, missing: str = "drop",
             retry_failed: bool = False, hash: bool = False, relocate: bool = False, shard: str | Shard | None = None,
             merge: bool = True, progress: bool = True, on_batch: Callable[[int], None] | None = None) -> ExtractResult:
     """Extract features of every image under ``data`` into a store; see ``featx extract --help``.
@@ -81,7 +86,8 @@ def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, w
         if the_shard is not None:
             device = the_shard.device(device)
         run = _Run(plan, sync, device=device, batch_size=batch_size, workers=workers, streams=streams,
-                   precision=precision, channels_last=channels_last, progress=progress, on_batch=on_batch)
+                   runtime=runtime, precision=precision, channels_last=channels_last, progress=progress,
+                   on_batch=on_batch)
         with stop_on_signals() as stop, open_writer(plan.out, plan.cfg, overwrite=overwrite) as writer:
             run.stop = stop
             result = run(writer)
@@ -101,11 +107,12 @@ class StopRequest:
     def __call__(self, signum, _frame) -> None:
         self.signum = signum
 
-    def check(self, rows: int) -> None:
+    def check(self, embedded: int, rows: int) -> None:
+        """Raise :class:`Stopped` if a signal came (call it once the batches in hand are written)."""
         if self.signum is not None:
             name = signal.Signals(self.signum).name
-            raise Stopped(f"stopped by {name} after a finished batch ({rows} rows in the store); "
-                          "the same command resumes from there", self.signum)
+            raise Stopped(f"stopped by {name} after a finished batch: {embedded} images embedded this run, all "
+                          f"written ({rows} rows in the store); the same command resumes from there", self.signum)
 
 
 @contextmanager
@@ -126,14 +133,21 @@ def stop_on_signals() -> Iterator[StopRequest]:
 class _Run:
     """One extraction run against an open writer: reconcile, embed what is missing, finalise."""
 
-    def __init__(self, plan: Plan, sync: SyncOptions, *, device, batch_size, workers, streams, precision,
+    def __init__(self, plan: Plan, sync: SyncOptions, *, device, batch_size, workers, streams, runtime, precision,
                  channels_last, progress, on_batch):
         self.plan, self.sync = plan, sync
         self.device, self.batch_size, self.workers, self.streams = device, batch_size, workers, streams
-        self.precision, self.channels_last, self.progress, self.on_batch = precision, channels_last, progress, on_batch
+        self.runtime, self.precision, self.channels_last = runtime, precision, channels_last
+        self.progress, self.on_batch = progress, on_batch
         self.failures: list[tuple[str, str]] = []
         self.n_new = 0
         self.stop = StopRequest()
+        self.embedder = None
+        self.timings: dict[str, float] = {}
+
+    @staticmethod
+    def echo(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
 
     def __call__(self, w: StoreWriter) -> ExtractResult:
         ds = self.plan.dataset
@@ -148,8 +162,10 @@ class _Run:
             paths.append(numeric)
         w.finalize(numeric=paths)
         summary = delta.summary() if delta is not None else {}
+        e = self.embedder
         return ExtractResult(self.plan.out, False, w.n_rows, self.n_new, self.failures, 0.0, summary,
-                             attrs["fingerprint"].get("precision", ""), numeric.get("device", ""))
+                             attrs["fingerprint"].get("precision", ""), numeric.get("device", ""),
+                             runtime=e.runtime if e else "", note=e.note if e else "", timings=self.timings)
 
     def _delta(self, w: StoreWriter) -> Delta:
         return compare(self.plan, w.attrs(), StoreRows.read(w.f), self.sync)
@@ -182,17 +198,25 @@ class _Run:
     def _embed(self, w: StoreWriter, delta: Delta | None, items: list[int]) -> dict:
         from tqdm.auto import tqdm
 
-        from ..engine.embed import blank_batch, build_embedder, default_streams, embed_in_order, precision_name
         from ..engine.loader import iter_batches
+        from ..engine.runtime import blank_batch, build_embedder
 
         plan, ds = self.plan, self.plan.dataset
-        precision = self.precision
-        if w.exists and precision == "auto":
-            precision = w.attrs()["fingerprint"].get("precision", "auto")  # never mix precisions in one store
-        embed = build_embedder(plan.cfg, plan.weights, device=self.device, precision=precision,
-                               channels_last=self.channels_last)
-        cfg = dataclasses.replace(plan.cfg, precision=precision_name(embed.precision))
+        precision, runtime = self.precision, self.runtime
+        if w.exists:  # an existing store keeps its precision and, under auto, its runtime
+            if precision == "auto":
+                precision = w.attrs()["fingerprint"].get("precision", "auto")
+            if runtime == "auto":
+                last = [p for p in w.attrs().get("numeric", []) if isinstance(p, dict) and p.get("runtime")]
+                runtime = last[-1]["runtime"] if last and last[-1]["runtime"] in ("torch", "openvino") else "auto"
+        t0 = time.perf_counter()
+        embed = build_embedder(plan.cfg, plan.weights, runtime=runtime, device=self.device, precision=precision,
+                               channels_last=self.channels_last, streams=self.streams,
+                               echo=self.echo if self.progress else None)
+        self.embedder = embed
+        cfg = dataclasses.replace(plan.cfg, precision=embed.precision)
         probe, logits_probe = embed(blank_batch(cfg))
+        self.timings["start"] = time.perf_counter() - t0
         logits_dim = logits_probe.shape[1] if logits_probe is not None else None
         if not w.exists:
             w.create(cfg, probe.shape[1], logits_dim, {**store_meta(plan), "hash": HASH_ALGO if self.sync.hash else ""})
@@ -205,14 +229,8 @@ class _Run:
         row_of = {j: i for i, j in delta.changed} if delta is not None else {}
         failures = w.failures()
         broken_rows: list[int] = []
-        batch_size = self.batch_size or (64 if embed.device.type == "cuda" else 10)
-        bar = tqdm(total=len(items), unit="img", desc=f"{cfg.backbone}:{cfg.layer}", disable=not self.progress,
-                   mininterval=1.0, smoothing=0.1)
-        batches = iter_batches([ds.path(j) for j in items], cfg.data, batch_size=batch_size, workers=self.workers,
-                               pin_memory=embed.device.type == "cuda")
-        streams = self.streams or default_streams(embed.device)
-        for k, (idx, failed, feats, logits) in enumerate(embed_in_order(embed, batches, streams), start=1):
-            got = [items[b] for b in idx]
+
+        def write(k: int, got: list[int], feats, logits, bad: list[tuple[int, str]]) -> None:
             digests = [file_digest(ds.path(j)) for j in got] if hashing else None
             new = [n for n, j in enumerate(got) if j not in row_of]
             old = [n for n, j in enumerate(got) if j in row_of]
@@ -227,25 +245,81 @@ class _Run:
                          [ds.split[j] for j in sel], feats[new], None if logits is None else logits[new],
                          size=ds.size[sel], mtime_ns=ds.mtime_ns[sel],
                          hashes=None if digests is None else [digests[n] for n in new])
-            self.n_new += len(got)
-            if failed:
-                bad = [(items[b], reason) for b, reason in failed]
-                self.failures += [(ds.ids[j], reason) for j, reason in bad]
-                failures += [(ds.ids[j], reason, int(ds.size[j]), int(ds.mtime_ns[j])) for j, reason in bad]
-                broken_rows += [row_of[j] for j, _ in bad if j in row_of]
+            if bad:
+                failures.extend((ds.ids[j], reason, int(ds.size[j]), int(ds.mtime_ns[j])) for j, reason in bad)
+                broken_rows.extend(row_of[j] for j, _ in bad if j in row_of)
                 w.set_failures(failures)
-            bar.update(len(idx) + len(failed))
             if self.on_batch is not None:
                 self.on_batch(k)
-            self.stop.check(w.n_rows)
+
+        workers = self.workers
+        bar = tqdm(total=len(items), unit="img", desc=f"{cfg.backbone}:{cfg.layer}", disable=not self.progress,
+                   mininterval=1.0, smoothing=0.1)
+        loader = iter_batches([ds.path(j) for j in items], cfg.data, batch_size=self.batch_size or embed.batch_size,
+                              workers=workers, prepare=embed.prepare, gpu=embed.gpu)
+        clock = _Clock(loader)
+        t_loop = time.perf_counter()
+        with BackgroundWriter() as writer:
+            results = embed.map(clock)
+            k = 0
+            while True:
+                t1 = time.perf_counter()
+                step = next(results, None)
+                clock.in_model += time.perf_counter() - t1
+                if step is None:
+                    break
+                b, feats, logits = step
+                k += 1
+                got = [items[i] for i in b.indices]
+                bad = [(items[i], reason) for i, reason in b.failures]
+                self.failures += [(ds.ids[j], reason) for j, reason in bad]
+                self.n_new += len(got)
+                writer.submit(lambda k=k, got=got, f=feats, lg=logits, bad=bad: write(k, got, f, lg, bad))
+                bar.update(len(got) + len(bad))
+                if self.stop.signum is not None:
+                    writer.drain()
+                    self.stop.check(self.n_new, w.n_rows)
+            writer.drain()
+            w.drop(broken_rows)  # a changed file that no longer reads keeps no stale row
         bar.close()
-        w.drop(broken_rows)  # a changed file that no longer reads keeps no stale row
-        return {"device": embed.device.type, "precision": cfg.precision, "runtime": "torch",
-                "torch": _torch_version()}
+        self.timings.update(clock.split(), write=writer.busy_s, write_wait=writer.wait_s,
+                            loop=time.perf_counter() - t_loop, decode_threads=clock.threads(workers, embed.gpu))
+        numeric = {"device": embed.device.split(":")[0], "precision": cfg.precision, "runtime": embed.runtime}
+        numeric[embed.runtime] = _runtime_version(embed.runtime)
+        return numeric
 
 
-def _torch_version() -> str:
-    import torch
+class _Clock:
+    """Wraps the loader: seconds the model waited for decoded images, and decoding seconds (summed over threads)."""
 
-    return torch.__version__
+    def __init__(self, loader):
+        self.loader = loader
+        self.waited = self.decode = self.in_model = 0.0
+
+    def __iter__(self):
+        it = iter(self.loader)
+        while True:
+            t0 = time.perf_counter()
+            b = next(it, None)
+            self.waited += time.perf_counter() - t0
+            if b is None:
+                return
+            self.decode += b.decode_s
+            yield b
+
+    def split(self) -> dict:
+        """``decode`` (thread-seconds), ``data_wait`` (model idle for images), ``infer`` (waiting on the model)."""
+        return {"decode": self.decode, "data_wait": self.waited, "infer": max(0.0, self.in_model - self.waited)}
+
+    @staticmethod
+    def threads(workers: int | None, gpu: bool) -> int:
+        from ..engine.loader import default_workers
+
+        return default_workers(gpu) if workers is None else workers
+
+
+def _runtime_version(runtime: str) -> str:
+    from importlib.metadata import version
+
+    return version(runtime)
 

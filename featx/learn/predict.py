@@ -3,7 +3,7 @@
 
 ``model.joblib`` is the fitted Pipeline; ``model.json`` beside it names the classes
 and the fingerprint(s) of the features it was fit on. Images are embedded with
-:func:`featx.engine.embed.embed_paths` (imported lazily: it pulls in torch) under each
+:func:`featx.engine.memory.embed_paths` (imported lazily: it loads a runtime) under each
 fingerprint; for concatenated-store models the blocks are joined in the stored
 order and the pipeline's first step L2-normalises each, exactly as in ``fit``.
 
@@ -79,7 +79,7 @@ def embed_for_model(fingerprints: Sequence[dict], paths: Sequence[Path], *, weig
     ``weights`` (a local checkpoint) is passed on for models fit on checkpoint features.
     """
     try:
-        from ..engine.embed import embed_paths  # lazy: torch
+        from ..engine.memory import embed_paths  # lazy: a runtime
     except ModuleNotFoundError as exc:
         raise ClassifierError(f"cannot embed images: {exc.name} is not installed") from None
 
@@ -121,8 +121,8 @@ def predict_finetuned(checkpoint: str | Path, paths: Sequence[Path], *, top_k: i
                       batch_size: int = 16) -> tuple[list[dict], list[tuple[str, str]]]:
     """The fine-tuned network's own head on ``paths`` (softmax of its logits), as :func:`predict_paths`."""
     from ..backbones.build import load_finetuned  # lazy: torch
-    from ..backbones.tap import TappedModel
-    from ..engine.embed import Embedder, resolve_device
+    from ..backbones.tap import FeatureNet, TappedModel
+    from ..engine.embed import TorchEmbedder, resolve_device
     from ..engine.loader import iter_batches
 
     checkpoint = Path(checkpoint)
@@ -131,16 +131,16 @@ def predict_finetuned(checkpoint: str | Path, paths: Sequence[Path], *, top_k: i
     if not checkpoint.is_file():
         raise ClassifierError(f"{checkpoint}: no such checkpoint; pass the best.pt written by `featx finetune`")
     model, bcfg, ck = load_finetuned(checkpoint)
-    embed = Embedder(TappedModel(model, ck["head"]["path"] + ":in", "none", with_logits=True), bcfg.data,
-                     resolve_device(device), channels_last=False)
+    net = FeatureNet(TappedModel(model, ck["head"]["path"] + ":in", "none", with_logits=True), bcfg.data,
+                     channels_last=False)
+    embed = TorchEmbedder(net, resolve_device(device), streams=1)
     keep, proba, failures = [], [], []
-    for idx, x, failed in iter_batches(paths, bcfg.data, batch_size=batch_size, workers=0, pin_memory=False):
-        if idx:
-            logits = embed(x)[1]
+    for b, _, logits in embed.map(iter_batches(paths, bcfg.data, batch_size=batch_size, workers=0)):
+        if logits is not None:
             z = np.exp(logits - logits.max(1, keepdims=True))
             proba.append(z / z.sum(1, keepdims=True))
-            keep += [paths[j] for j in idx]
-        failures += [(str(paths[j]), r) for j, r in failed]
+            keep += [paths[j] for j in b.indices]
+        failures += [(str(paths[j]), r) for j, r in b.failures]
     if not keep:
         return [], failures
     return top_k_results(keep, np.concatenate(proba), list(ck["classes"]), top_k), failures

@@ -21,7 +21,7 @@ runner = CliRunner()
 
 
 class FakeExtract:
-    """Stands in for featx.engine.embed: features looked up by (backbone, file name)."""
+    """Stands in for featx.engine.memory: features looked up by (backbone, file name)."""
 
     def __init__(self):
         self.table: dict[tuple[str, str], np.ndarray] = {}
@@ -49,9 +49,9 @@ class FakeExtract:
 @pytest.fixture
 def fake(monkeypatch):
     f = FakeExtract()
-    mod = types.ModuleType("featx.engine.embed")
+    mod = types.ModuleType("featx.engine.memory")
     mod.embed_paths = f.embed_paths
-    monkeypatch.setitem(sys.modules, "featx.engine.embed", mod)
+    monkeypatch.setitem(sys.modules, "featx.engine.memory", mod)
     return f
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,7 +24,7 @@ from ...backbones.blocks import (
     split_blocks,
 )
 from ...config import DataCfg
-from ...engine.loader import collate, default_workers
+from ...engine.loader import default_workers
 from ...errors import OptionError
 from .augment import Views
 from .config import Augment, FinetuneCfg
@@ -96,6 +97,14 @@ class Normalise:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         x = (batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float() - self.mean) / self.std
         return x if self.channels_last else x.contiguous()
+
+
+def collate(items):
+    """Stack the readable views (uint8 NHWC tensor); pass failures through as (index, reason)."""
+    ok = [(i, a) for i, a, _ in items if a is not None]
+    failed = [(i, r) for i, a, r in items if a is None]
+    x = torch.from_numpy(np.stack([a for _, a in ok])) if ok else None
+    return [i for i, _ in ok], x, failed
 
 
 def view_batches(paths: Sequence[Path], ids: Sequence[str], views: Sequence[int], cfg: DataCfg, aug: Augment | None,
