@@ -91,7 +91,8 @@ def choose(cfg: ExtractCfg, *, runtime: str = "auto", device: str = "auto", prec
     if precision == "auto" and cpu:
         flag = native_bf16() if cfg.source != "pixels" else None
         precision = "bf16" if flag else "fp32"
-        notes.append(f"precision auto: this CPU has {flag}" if flag else "precision auto: no native bf16 on this CPU")
+        notes.append(f"precision auto: native bf16 on this CPU ({flag})" if flag else
+                     "precision auto: no native bf16 on this CPU")
     if runtime == "auto":
         native = precision == "fp32" or (precision == "bf16" and native_bf16())
         if cpu and cfg.source != "pixels" and native and openvino_installed():

@@ -44,7 +44,7 @@ def test_catalog_matches_libraries():
 
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_torchvision_arch_random_weights_dim(name, tmp_path):
-    from featx.engine.embed import build_embedder
+    from featx.engine.embed import build_torch_embedder as build_embedder
     from featx.extraction.plan import make_cfg
 
     cfg, _ = make_cfg(name, weights="none")
@@ -67,8 +67,8 @@ def test_known_answer_torchvision_layers():
     """resnet18 pooled features equal a manual forward with torchvision's own transform."""
     from torchvision.models import ResNet18_Weights, resnet18
 
-    from featx.backbones.tap import TappedModel
-    from featx.engine.embed import Embedder
+    from featx.backbones.tap import FeatureNet, TappedModel
+    from featx.engine.embed import TorchEmbedder
     from featx.data.images import preprocess
 
     torch.manual_seed(0)
@@ -82,8 +82,8 @@ def test_known_answer_torchvision_layers():
                "spp": torch.cat([torch.nn.functional.adaptive_max_pool2d(fmap, k).flatten(1) for k in (1, 2, 3)], 1)}
     batch = torch.from_numpy(preprocess(img, cfg.data)).unsqueeze(0)
     for layer, pool, key in (("layer4", "avg", "layer4"), ("avgpool", "none", "avgpool"), ("layer4", "spp", "spp")):
-        emb = Embedder(TappedModel(model, cfg.layer(layer).module, pool), cfg.data, torch.device("cpu"),
-                       channels_last=False)
+        emb = TorchEmbedder(FeatureNet(TappedModel(model, cfg.layer(layer).module, pool), cfg.data,
+                                       channels_last=False), torch.device("cpu"))
         got, _ = emb(batch)
         np.testing.assert_allclose(got, ref[key].numpy(), rtol=1e-4, atol=1e-4)
 
@@ -94,7 +94,7 @@ def test_known_answer_efficientnet_lite0_real_weights():
     from timm.data import create_transform, resolve_data_config
 
     from featx.backbones.build import create_model
-    from featx.engine.embed import build_embedder
+    from featx.engine.embed import build_torch_embedder as build_embedder
     from featx.extraction.plan import make_cfg
     from featx.data.images import read_for_model
     from conftest import MONET
@@ -129,7 +129,7 @@ def test_bad_layer_and_pool_list_valid_choices():
 
 def test_module_layer_and_dynamic_timm_name(tmp_path, monkeypatch):
     monkeypatch.setenv("FEATX_CACHE", str(tmp_path))
-    from featx.engine.embed import build_embedder
+    from featx.engine.embed import build_torch_embedder as build_embedder
     from featx.extraction.plan import make_cfg
 
     cfg, _ = make_cfg("resnet18", weights="none", layer="module:layer2", pool="max")

@@ -78,7 +78,7 @@ def test_cache_hit_does_not_build_model_and_increments(small_monet, tmp_path, mo
     first = extract("efficientnet_lite0", small_monet, workers=0, progress=False)
     assert first.path.parent == tmp_path / "cache" and first.n_new == 24
 
-    import featx.engine.embed as ex
+    import featx.engine.runtime as ex
 
     def boom(*a, **k):
         raise AssertionError("model built on a cache hit")
@@ -186,7 +186,7 @@ def test_weights_from_local_checkpoint(small_monet, tmp_path):
     ref = resnet18(num_classes=7)  # a fine-tuned head of another size is tolerated
     torch.save({"state_dict": {f"module.{k}": v for k, v in ref.state_dict().items()}}, tmp_path / "ft.pth")
     res = extract("resnet18", small_monet, weights=str(tmp_path / "ft.pth"), out=tmp_path / "ft.h5", workers=0,
-                  progress=False)
+                  precision="fp32", progress=False)
     fs = load_features(res.path)
     assert fs.fingerprint["weights"].startswith("file:ft.pth:")
     from featx.data.images import read_for_model

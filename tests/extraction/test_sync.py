@@ -33,7 +33,7 @@ def _boom(*a, **k):
 
 def forbid_model(monkeypatch):
     """From now on in this test, building a network fails the test."""
-    import featx.engine.embed as embed
+    import featx.engine.runtime as embed
 
     monkeypatch.setattr(embed, "build_embedder", _boom)
 
