@@ -1,9 +1,10 @@
 """The architecture rules, read from the source with ``ast`` (every import, lazy ones inside functions too).
 
 * Imports point down the layers below; packages of one layer never import each other.
-* h5py only in ``store/``; typer and click only in ``cli/``; torch, torchvision and timm only in
-  ``engine/``, the builders (and ``backbones/blocks.py``), ``extraction/run.py``, ``learn/predict.py`` and
-  ``learn/finetune/``.
+* h5py only in ``store/``; typer and click only in ``cli/``; openvino only in ``engine/openvino.py`` and
+  ``engine/export.py``; torch, torchvision and timm only in ``engine/embed.py`` and ``engine/export.py``
+  (the PyTorch runtime and the conversion), the builders (and ``backbones/blocks.py``), ``learn/predict.py``
+  and ``learn/finetune/``.
 * ``learn/classify.py``, ``analysis/transfer.py`` and ``analysis/project.py`` take arrays: no store,
   no backbone, no torch.
 * No private name (``_x``) is used outside the package that defines it.
@@ -32,10 +33,10 @@ ONLY_IN = {
     "h5py": ("featx/store/",),
     "typer": ("featx/cli/",),
     "click": ("featx/cli/",),
-    **{lib: ("featx/engine/", "featx/backbones/build.py", "featx/backbones/torchvision.py",
+    "openvino": ("featx/engine/openvino.py", "featx/engine/export.py"),
+    **{lib: ("featx/engine/embed.py", "featx/engine/export.py", "featx/backbones/build.py", "featx/backbones/torchvision.py",
              "featx/backbones/timm.py", "featx/backbones/pixels.py", "featx/backbones/tap.py",
              "featx/backbones/catalog.py", "featx/backbones/weights.py", "featx/backbones/blocks.py",
-             "featx/extraction/run.py",
              "featx/learn/predict.py", "featx/learn/finetune/")
        for lib in ("torch", "torchvision", "timm")},
 }

@@ -62,12 +62,14 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         Override the input size.
     device : str, default "auto"
         ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+    runtime : {"auto", "torch", "openvino"}, default "auto"
+        ``auto``: OpenVINO on CPU (converted once, cached under ``cache/models``), PyTorch on a GPU.
     precision : {"auto", "fp32", "bf16", "fp16"}, default "auto"
-        Numeric path (``auto``: fp32 on CPU, bf16/fp16 autocast on CUDA).
+        Numeric path (``auto``: bf16 where the CPU or GPU has it natively, else fp32).
     batch_size : int, optional
-        Images per batch (10 on CPU, 64 on CUDA).
+        Images per batch (32 with OpenVINO, 10 with PyTorch on CPU, 64 on CUDA).
     workers : int, default 0
-        DataLoader worker processes for image files (0: decode in this process; in-memory images always are).
+        Decoding threads (0: decode in the calling thread).
     store : Store or path, optional
         A store used as a cache: an image path under its data root that it holds, unchanged since
         extraction (size and mtime), under the same settings, is read from the store.
@@ -94,7 +96,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
 
     def __init__(self, backbone: str = "efficientnet_lite0", *, weights: str = "imagenet", layer: str | None = None,
                  pool: str | None = None, tta: str = "none", image_size: int | None = None, device: str = "auto",
-                 precision: str = "auto", batch_size: int | None = None, workers: int = 0,
+                 runtime: str = "auto", precision: str = "auto", batch_size: int | None = None, workers: int = 0,
                  store: Store | str | os.PathLike | None = None, progress: bool = False):
         self.backbone = backbone
         self.weights = weights
@@ -103,6 +105,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         self.tta = tta
         self.image_size = image_size
         self.device = device
+        self.runtime = runtime
         self.precision = precision
         self.batch_size = batch_size
         self.workers = workers
@@ -131,10 +134,10 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         """
         if X is not None:
             _images(X)
-        from ..engine.memory import network  # torch
+        from ..engine.memory import network  # a runtime
 
         cfg = self._cfg()
-        _, dim = network(cfg, self.weights, device=self.device, precision=self.precision)
+        _, dim = network(cfg, self.weights, runtime=self.runtime, device=self.device, precision=self.precision)
         self.fingerprint_ = cfg.to_dict()
         self.n_features_out_ = dim
         self.n_cached_ = 0
@@ -159,7 +162,7 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "fingerprint_")
         from ..config import ExtractCfg
-        from ..engine.memory import embed_images  # torch
+        from ..engine.memory import embed_images  # a runtime
 
         items = _images(X)
         out = np.zeros((len(items), self.n_features_out_), np.float32)
@@ -170,7 +173,8 @@ class ImageEmbedder(TransformerMixin, BaseEstimator):
         if todo.any():
             idx = np.flatnonzero(todo)
             feats, failed = embed_images(ExtractCfg.from_dict(self.fingerprint_), self.weights, [items[i] for i in idx],
-                                         device=self.device, precision=self.precision, batch_size=self.batch_size,
+                                         runtime=self.runtime, device=self.device, precision=self.precision,
+                                         batch_size=self.batch_size,
                                          workers=self.workers, progress=self.progress)
             if failed:
                 j, reason = failed[0]

@@ -8,10 +8,20 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from . import app
 from ..errors import OptionError, Stopped
+from . import app
 from ._common import command_args, handles_errors, out, progress
-from .options import Dtype, Missing, Pool, Precision, Runtime, Tta, check_device, parse_ratios, value
+from .options import (
+    Dtype,
+    Missing,
+    Pool,
+    Precision,
+    Runtime,
+    Tta,
+    check_device,
+    parse_ratios,
+    value,
+)
 
 EXTRACT_EXAMPLES = """
 Examples:

@@ -11,7 +11,16 @@ from pathlib import Path
 
 from ..backbones.registry import get_cfg
 from ..backbones.weights import weights_identity
-from ..config import DTYPES, POOLS, PRECISIONS, TTAS, BackboneCfg, ExtractCfg, LayerInfo, cache_dir
+from ..config import (
+    DTYPES,
+    POOLS,
+    PRECISIONS,
+    TTAS,
+    BackboneCfg,
+    ExtractCfg,
+    LayerInfo,
+    cache_dir,
+)
 from ..data.discover import HASH_ALGO, ImageDataset, load_dataset, reload_dataset
 from ..data.splits import DEFAULT_RATIOS
 from ..errors import BackboneError, DataError, OptionError, StoreError

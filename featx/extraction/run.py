@@ -158,8 +158,8 @@ class _Run:
             numeric = self._embed(w, delta, items)
         attrs = w.attrs()
         paths = [p for p in attrs.get("numeric", []) if isinstance(p, dict)]
-        if numeric and numeric not in paths:
-            paths.append(numeric)
+        if numeric:  # each numeric path once, the latest last (``--runtime auto`` reuses it)
+            paths = [p for p in paths if p != numeric] + [numeric]
         w.finalize(numeric=paths)
         summary = delta.summary() if delta is not None else {}
         e = self.embedder
@@ -270,6 +270,8 @@ class _Run:
                     break
                 b, feats, logits = step
                 k += 1
+                if k == 1:
+                    self.timings["first_batch_at"] = time.time()  # epoch seconds (benchmarks: start-up to first batch)
                 got = [items[i] for i in b.indices]
                 bad = [(items[i], reason) for i, reason in b.failures]
                 self.failures += [(ds.ids[j], reason) for j, reason in bad]

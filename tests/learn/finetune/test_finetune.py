@@ -128,7 +128,7 @@ def test_reextracted_features_differ_and_equal_a_manual_forward(full_run, painti
 
     res, _ = full_run
     tuned = load_features(extract("efficientnet_lite0", paintings / "test", weights=str(res.best), with_logits=True,
-                                  out=tmp_path / "tuned.h5", **QUIET).path)
+                                  out=tmp_path / "tuned.h5", precision="fp32", **QUIET).path)
     frozen = load_features(extract("efficientnet_lite0", paintings / "test", out=tmp_path / "frozen.h5",
                                    **QUIET).path)
     assert tuned.fingerprint["weights"].startswith("file:best.pt:") and tuned.fingerprint != frozen.fingerprint
