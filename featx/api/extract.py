@@ -59,8 +59,8 @@ def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, w
     device : str, default "auto"
         ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     batch_size, workers, streams : int, optional
-        Images per batch (32 with OpenVINO, 10 with PyTorch on CPU, 64 on CUDA), decoding threads (half the
-        cores on CPU, all but one beside a GPU), batches in flight at once (the runtime's choice per machine).
+        Images per batch (32 with OpenVINO, 10 with PyTorch on CPU, 64 on CUDA), decoding threads (a quarter
+        of the cores, at least 2, on CPU; all but one beside a GPU), batches in flight at once (the runtime's choice per machine).
     runtime : {"auto", "torch", "openvino"}, default "auto"
         ``auto``: OpenVINO on CPU (the network is converted once and cached under ``cache/models``),
         PyTorch on a GPU; an existing store keeps the runtime it was made with.

@@ -81,8 +81,9 @@ def extract(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps.", callback=check_device)] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(help="Images per batch (default 32 with OpenVINO, 10 with "
                                                       "PyTorch on CPU, 64 on CUDA).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Decoding threads (default: half the cores on CPU, all but "
-                                                   "one beside a GPU; 0 decodes in the main thread).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Decoding threads (default: a quarter of the cores, at "
+                                                   "least 2, on CPU; all but one beside a GPU; 0 decodes in the "
+                                                   "main thread).")] = None,
     streams: Annotated[Optional[int], typer.Option(help="Batches in flight at once (default: the runtime's "
                                                    "choice for this machine).")] = None,
     runtime: Annotated[Runtime, typer.Option(help="auto: OpenVINO on CPU (converted once, cached under "

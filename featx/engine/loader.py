@@ -49,10 +49,12 @@ def decode_batch(items: Sequence, start: int, cfg: DataCfg, prepare: Callable | 
 
 
 def default_workers(gpu: bool = False) -> int:
-    """Decoding threads: on CPU half the cores (the model's threads take the rest, and both
-    release the GIL), on GPU all but one core (the GPU does the model)."""
+    """Decoding threads. Beside a GPU all but one core (the GPU runs the model). On CPU the model shares the
+    cores: decoding a 224 px painting costs about a quarter of a Lite0 bf16 forward, so a quarter of the
+    cores, and at least 2 so one slow file does not stall the model. On 2 cores 1 and 2 threads measure
+    alike and 4 is slower (``benchmarks/results``)."""
     cpus = usable_cpus()
-    return min(32, max(1, cpus - 1)) if gpu else max(1, cpus // 2)
+    return min(32, max(1, cpus - 1)) if gpu else max(2, cpus // 4)
 
 
 def iter_batches(items: Sequence, cfg: DataCfg, *, batch_size: int, workers: int | None = None,
