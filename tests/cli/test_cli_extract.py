@@ -49,6 +49,9 @@ def _two_classes(root, n=3):
     ("ok", ["-b", "vgg16", "--weights", "none", "--layer", "fc3"], 2, "valid: block4_pool, block5_pool, fc1, fc2"),
     ("ok", ["-b", "resnet18", "--weights", "nope.pth"], 3, "not a file"),
     ("ok", ["-b", "pixels", "--tta", "vflip"], 2, "'vflip' is not one of 'none', 'hflip'"),
+    ("ok", ["-b", "pixels", "--runtime", "tensorrt"], 2, "'tensorrt' is not one of 'auto', 'torch', 'openvino'"),
+    ("ok", ["-b", "efficientnet_lite0", "--runtime", "openvino", "--device", "cuda"], 2,
+     "--runtime openvino runs on the CPU"),
 ])
 def test_extract_errors_are_one_line(tmp_path, setup, args, code, match):
     data = tmp_path / "data"
@@ -76,6 +79,8 @@ def test_extract_then_info(tmp_path):
     res = runner.invoke(app, ["extract", "-b", "pixels", "-d", str(data), "-o", str(out), "-q", "--workers", "0"])
     assert res.exit_code == 0, res.output
     assert "wrote 8 new rows" in res.output and "1 unreadable" in res.output and "b/broken.jpg" in res.output
+    assert "torch fp32 on cpu" in res.output  # the pixels baseline has no network to convert
+    assert "time: start-up" in res.output and "in the background" in res.output
     again = runner.invoke(app, ["extract", "-b", "pixels", "-d", str(data), "-o", str(out)])
     assert again.exit_code == 0 and "cache hit" in again.output
     info = runner.invoke(app, ["info", str(out), "--json"])
