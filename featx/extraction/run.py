@@ -263,9 +263,7 @@ class _Run:
             results = embed.map(clock)
             k = 0
             while True:
-                t1 = time.perf_counter()
-                step = next(results, None)
-                clock.in_model += time.perf_counter() - t1
+                step = clock.next(results, "in_model")
                 if step is None:
                     break
                 b, feats, logits = step
@@ -298,14 +296,16 @@ class _Clock:
         self.loader = loader
         self.waited = self.decode = self.in_model = 0.0
 
+    def next(self, it, counter: str):
+        """``next(it, None)``, its seconds added to ``counter``."""
+        t0 = time.perf_counter()
+        item = next(it, None)
+        setattr(self, counter, getattr(self, counter) + time.perf_counter() - t0)
+        return item
+
     def __iter__(self):
         it = iter(self.loader)
-        while True:
-            t0 = time.perf_counter()
-            b = next(it, None)
-            self.waited += time.perf_counter() - t0
-            if b is None:
-                return
+        while (b := self.next(it, "waited")) is not None:
             self.decode += b.decode_s
             yield b
 
