@@ -94,22 +94,37 @@ class TappedModel(nn.Module):
         return pool_features(t, self.pool), logits
 
 
+class Normalize(nn.Module):
+    """uint8 NHWC images -> float NCHW normalised with the backbone's mean and std (channels_last memory,
+    which is what permuting NHWC gives, unless ``channels_last`` is False)."""
+
+    def __init__(self, data: DataCfg, channels_last: bool = True):
+        super().__init__()
+        self.channels_last = channels_last
+        self.register_buffer("mean", torch.tensor(data.mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("std", torch.tensor(data.std).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        return x if self.channels_last else x.contiguous()
+
+
 class FeatureNet(nn.Module):
     """uint8 NHWC images -> ``(features, logits or None)``: normalisation, the tapped network and test-time
     augmentation in one module. Runs under torch, and is what gets exported to OpenVINO."""
 
     def __init__(self, tapped: TappedModel, data: DataCfg, hflip: bool = False, channels_last: bool = True):
         super().__init__()
+        self.normalize = Normalize(data, channels_last)
         self.tapped = tapped
         self.hflip = hflip  # mean of the image's and its mirror image's features
-        self.channels_last = channels_last
-        self.register_buffer("mean", torch.tensor(data.mean).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("std", torch.tensor(data.std).view(1, 3, 1, 1) * 255, persistent=False)
+
+    @property
+    def channels_last(self) -> bool:
+        return self.normalize.channels_last
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std  # NHWC memory = channels_last
-        if not self.channels_last:
-            x = x.contiguous()
+        x = self.normalize(images)
         feats, logits = self.tapped(x)
         if self.hflip:
             f2, l2 = self.tapped(x.flip(3))

@@ -59,7 +59,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
 def precision_name(dtype: torch.dtype | None) -> str:
     """The fingerprint's name of an autocast dtype (None: fp32)."""
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    return next(name for name, d in PRECISION_DTYPES.items() if d == dtype)
 
 
 class TorchEmbedder(Embedder):

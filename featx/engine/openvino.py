@@ -82,9 +82,15 @@ def ensure_model(cfg: ExtractCfg, weights: str, *, echo: Callable[[str], None] |
     return d / "model.xml"
 
 
-def discard_model(cfg: ExtractCfg) -> None:
-    """Remove a cached conversion that OpenVINO cannot read (it is converted again)."""
-    shutil.rmtree(model_dir(cfg), ignore_errors=True)
+def load_openvino(cfg: ExtractCfg, weights: str, *, precision: str, streams: int | None = None,
+                  echo: Callable[[str], None] | None = None) -> "OpenVINOEmbedder":
+    """``cfg``'s network compiled from the model cache (converted first if needed). A cached entry that
+    OpenVINO cannot read is removed and converted again; an :class:`ExportError` means no conversion works."""
+    try:
+        return OpenVINOEmbedder(ensure_model(cfg, weights, echo=echo), precision=precision, streams=streams)
+    except ExportError:
+        shutil.rmtree(model_dir(cfg), ignore_errors=True)
+        return OpenVINOEmbedder(ensure_model(cfg, weights, echo=echo), precision=precision, streams=streams)
 
 
 class OpenVINOEmbedder(Embedder):
@@ -130,20 +136,15 @@ class OpenVINOEmbedder(Embedder):
     def map(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, np.ndarray | None, np.ndarray | None]]:
         """Batches go to the requests in turn (asynchronously); results come back in input order."""
         free = [self.compiled.create_infer_request() for _ in range(self.n_requests)]
-        pending: deque = deque()
+        pending: deque = deque()  # (batch, its request, or None for a batch without images), in input order
         for b in batches:
-            if b.images is None:
-                pending.append((b, None))
-            else:
-                if not free:
-                    yield self._finish(*pending.popleft(), free)
-                    while pending and pending[0][1] is None:
-                        yield self._finish(*pending.popleft(), free)
+            while pending and (pending[0][1] is None or (b.images is not None and not free)):
+                yield self._finish(*pending.popleft(), free)
+            request = None
+            if b.images is not None:
                 request = free.pop()
                 request.start_async({0: np.ascontiguousarray(b.images)})
-                pending.append((b, request))
-            while pending and pending[0][1] is None:
-                yield self._finish(*pending.popleft(), free)
+            pending.append((b, request))
         while pending:
             yield self._finish(*pending.popleft(), free)
 

@@ -54,9 +54,6 @@ class Embedder:
         for b in batches:
             yield (b, *self(b.images)) if b.images is not None else (b, None, None)
 
-    def describe(self) -> str:
-        return f"{self.runtime} {self.precision} on {self.device}" + (f" ({self.note})" if self.note else "")
-
 
 def blank_batch(cfg: ExtractCfg) -> np.ndarray:
     """One black uint8 NHWC image at the input size (probes the feature width)."""
@@ -121,16 +118,10 @@ def build_embedder(cfg: ExtractCfg, weights: str, *, runtime: str = "auto", devi
     """
     choice = choose(cfg, runtime=runtime, device=device, precision=precision)
     if choice.runtime == "openvino":
-        from .openvino import ExportError, OpenVINOEmbedder, discard_model, ensure_model
+        from .openvino import ExportError, load_openvino
 
         try:
-            try:
-                embed = OpenVINOEmbedder(ensure_model(cfg, weights, echo=echo), precision=choice.precision,
-                                         streams=streams)
-            except ExportError:  # a cached conversion that cannot be read: convert again
-                discard_model(cfg)
-                embed = OpenVINOEmbedder(ensure_model(cfg, weights, echo=echo), precision=choice.precision,
-                                         streams=streams)
+            embed = load_openvino(cfg, weights, precision=choice.precision, streams=streams, echo=echo)
         except ExportError as exc:
             if runtime != "auto":
                 raise OptionError(f"--runtime openvino: {exc}; use --runtime torch") from None

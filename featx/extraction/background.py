@@ -23,7 +23,6 @@ class BackgroundWriter:
         self._error: BaseException | None = None
         self.busy_s = 0.0  # seconds spent writing
         self.wait_s = 0.0  # seconds the caller waited for room in the queue
-        self.done = 0  # writes finished
         self._thread = threading.Thread(target=self._work, name="featx-writer", daemon=True)
         self._thread.start()
 
@@ -50,7 +49,6 @@ class BackgroundWriter:
             t0 = time.perf_counter()
             try:
                 write()
-                self.done += 1
             except BaseException as exc:  # raised again in the caller's thread
                 self._error = exc
             self.busy_s += time.perf_counter() - t0

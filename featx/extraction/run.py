@@ -198,7 +198,8 @@ class _Run:
     def _embed(self, w: StoreWriter, delta: Delta | None, items: list[int]) -> dict:
         from tqdm.auto import tqdm
 
-        from ..engine.loader import iter_batches
+        from ..config import RUNTIMES
+        from ..engine.loader import default_workers, iter_batches
         from ..engine.runtime import blank_batch, build_embedder
 
         plan, ds = self.plan, self.plan.dataset
@@ -208,7 +209,7 @@ class _Run:
                 precision = w.attrs()["fingerprint"].get("precision", "auto")
             if runtime == "auto":
                 last = [p for p in w.attrs().get("numeric", []) if isinstance(p, dict) and p.get("runtime")]
-                runtime = last[-1]["runtime"] if last and last[-1]["runtime"] in ("torch", "openvino") else "auto"
+                runtime = last[-1]["runtime"] if last and last[-1]["runtime"] in RUNTIMES else "auto"
         t0 = time.perf_counter()
         embed = build_embedder(plan.cfg, plan.weights, runtime=runtime, device=self.device, precision=precision,
                                channels_last=self.channels_last, streams=self.streams,
@@ -252,11 +253,11 @@ class _Run:
             if self.on_batch is not None:
                 self.on_batch(k)
 
-        workers = self.workers
+        workers = default_workers(embed.gpu) if self.workers is None else self.workers
         bar = tqdm(total=len(items), unit="img", desc=f"{cfg.backbone}:{cfg.layer}", disable=not self.progress,
                    mininterval=1.0, smoothing=0.1)
         loader = iter_batches([ds.path(j) for j in items], cfg.data, batch_size=self.batch_size or embed.batch_size,
-                              workers=workers, prepare=embed.prepare, gpu=embed.gpu)
+                              workers=workers, prepare=embed.prepare)
         clock = _Clock(loader)
         t_loop = time.perf_counter()
         with BackgroundWriter() as writer:
@@ -283,7 +284,7 @@ class _Run:
             w.drop(broken_rows)  # a changed file that no longer reads keeps no stale row
         bar.close()
         self.timings.update(clock.split(), write=writer.busy_s, write_wait=writer.wait_s,
-                            loop=time.perf_counter() - t_loop, decode_threads=clock.threads(workers, embed.gpu))
+                            loop=time.perf_counter() - t_loop, decode_threads=workers)
         numeric = {"device": embed.device.split(":")[0], "precision": cfg.precision, "runtime": embed.runtime}
         numeric[embed.runtime] = _runtime_version(embed.runtime)
         return numeric
@@ -312,12 +313,6 @@ class _Clock:
     def split(self) -> dict:
         """``decode`` (thread-seconds), ``data_wait`` (model idle for images), ``infer`` (waiting on the model)."""
         return {"decode": self.decode, "data_wait": self.waited, "infer": max(0.0, self.in_model - self.waited)}
-
-    @staticmethod
-    def threads(workers: int | None, gpu: bool) -> int:
-        from ..engine.loader import default_workers
-
-        return default_workers(gpu) if workers is None else workers
 
 
 def _runtime_version(runtime: str) -> str:

@@ -23,6 +23,7 @@ from ...backbones.blocks import (
     run_stages,
     split_blocks,
 )
+from ...backbones.tap import Normalize
 from ...config import DataCfg
 from ...engine.loader import default_workers
 from ...errors import OptionError
@@ -90,13 +91,11 @@ class Normalise:
     """uint8 NHWC batch -> normalised float NCHW on the device (the backbone's own mean and std)."""
 
     def __init__(self, cfg: DataCfg, device: torch.device, channels_last: bool):
-        self.device, self.channels_last = device, channels_last
-        self.mean = torch.tensor(cfg.mean, device=device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(cfg.std, device=device).view(1, 3, 1, 1) * 255
+        self.device = device
+        self.normalize = Normalize(cfg, channels_last).to(device)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        x = (batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float() - self.mean) / self.std
-        return x if self.channels_last else x.contiguous()
+        return self.normalize(batch.to(self.device, non_blocking=True))
 
 
 def collate(items):
