@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 from ..data.discover import HASH_ALGO, file_digest
 from ..data.splits import DEFAULT_RATIOS
 from ..errors import OptionError, Stopped, StoreError
+from ..faults import fault
 from ..store.merge import MergeResult, merge_when_complete
 from ..store.sync import Delta, StoreRows
 from ..store.writer import StoreWriter, open_writer
@@ -277,6 +278,7 @@ class _Run:
                 self.n_new += len(got)
                 writer.submit(lambda k=k, got=got, f=feats, lg=logits, bad=bad: write(k, got, f, lg, bad))
                 bar.update(len(got) + len(bad))
+                fault("extract:batch")
                 if self.stop.signum is not None:
                     writer.drain()
                     self.stop.check(self.n_new, w.n_rows)

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 import warnings
-from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -31,28 +29,14 @@ import numpy as np
 
 from ..config import ExtractCfg
 from ..errors import StoreError
+from ..faults import fault
 from .lock import store_lock
 from .schema import (FAILED_DATASETS, JSON_ATTRS, ROW_DATASETS, committed_rows, decode_attrs, encode_strs,
                      format_problem, generation, is_access_error, library_versions, new_store, now, open_h5,
                      read_failed, settings_problem, structure_problem)
 
-FAULT_ENV = "FEATX_FAULT"
-_passes: Counter = Counter()
 COPY_ROWS = 1 << 15
 APPEND_ORDER = ("features", "logits", "labels", "split", "size", "mtime_ns", "hash", "ids")  # ids last
-
-
-def fault(point: str) -> None:
-    """Fault injection for tests: ``FEATX_FAULT=<point>[:<n>]`` SIGKILLs the process the n-th time it gets here."""
-    spec = os.environ.get(FAULT_ENV, "")
-    name, _, nth = spec.rpartition(":")
-    if not nth.isdigit():
-        name, nth = spec, "1"
-    if name != point:
-        return
-    _passes[point] += 1
-    if _passes[point] >= int(nth):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _strs_or_ints(name: str, values) -> list | np.ndarray:

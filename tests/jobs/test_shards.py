@@ -112,6 +112,7 @@ def test_a_time_limit_signal_stops_after_a_batch_and_the_same_command_resumes(si
     cmd = [*FEATX, "extract", "-b", BACKBONE, "-d", str(paintings), "--out", str(out), "--batch-size", "2",
            "--workers", "0", "--streams", "1", "-q"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env["FEATX_DELAY"] = "extract:batch:0.3"  # a long job, so the signal lands part way
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
     while store_rows(out) == 0 and proc.poll() is None and time.time() < deadline:

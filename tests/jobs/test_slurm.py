@@ -3,6 +3,7 @@ array job, one task gets the time-limit warning part way and is re-queued, the m
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -36,10 +37,12 @@ def _squeue(job: str) -> list[str]:
 def test_featx_submits_an_array_a_task_is_requeued_and_the_merge_equals_one_process(slurm, paintings, single_store,
                                                                                     tmp_path):
     out = tmp_path / "cluster.h5"
+    # a long job: each task sleeps 1 s after each of its ~7 batches, so the warning lands part way
+    env = {**os.environ, "FEATX_DELAY": "extract:batch:1"}
     sub = subprocess.run([sys.executable, "-m", "featx", "extract", "-b", BACKBONE, "-d", str(paintings), "--out",
                           str(out), "--batch-size", "1", "--workers", "0", "--streams", "1", "-q", "--slurm",
                           "--shards", "4", "--cpus-per-task", "1", "--time", "00:10:00"],
-                         capture_output=True, text=True, cwd=tmp_path)
+                         capture_output=True, text=True, cwd=tmp_path, env=env)
     assert sub.returncode == 0, sub.stderr
     job = sub.stdout.split("submitted SLURM array job ")[1].split(":")[0]
     script = tmp_path / "slurm" / "cluster" / "extract.sbatch"
