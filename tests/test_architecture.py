@@ -19,7 +19,7 @@ from pathlib import Path
 FEATX = Path(__file__).resolve().parents[1] / "featx"
 
 LAYERS = [
-    {"featx.config", "featx.errors", "featx.stats"},  # leaves: import nothing of featx
+    {"featx.config", "featx.errors", "featx.stats", "featx.faults"},  # leaves: import nothing of featx
     {"featx.data", "featx.backbones"},
     {"featx.store", "featx.engine", "featx.report"},
     {"featx.extraction", "featx.learn", "featx.analysis"},  # the stages
