@@ -2,7 +2,7 @@
 
 Every error a user can cause is a :class:`FeatxError`; the CLI prints its message on
 one line and exits with its ``exit_code``: 2 bad input (:class:`InputError` and its
-kinds), 3 weights, 4 store, 5 store locked. Set ``FEATX_DEBUG=1`` for tracebacks.
+kinds), 3 weights, 4 store or a full disk, 5 store locked. Set ``FEATX_DEBUG=1`` for tracebacks.
 """
 
 
@@ -48,6 +48,13 @@ class StoreError(FeatxError):
     """A feature store is missing, incompatible, incomplete or not a store."""
 
     exit_code = 4
+
+
+class DiskFullError(StoreError):
+    """No space left, a quota exceeded or an I/O error while writing a store or an output (exit 4).
+
+    What was committed before the failure is intact; the same command resumes once space is freed.
+    """
 
 
 class StoreLockedError(StoreError):
