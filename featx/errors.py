@@ -31,7 +31,8 @@ class BackboneError(InputError):
 
 
 class ClassifierError(InputError):
-    """Unknown classifier, unusable labels or splits, mismatched stores for ``fit``/``predict``."""
+    """Unknown classifier, unusable labels or splits, mismatched stores for ``fit``/``predict``, or a model
+    file ``predict`` will not load (untrusted types in a ``model.skops``; a pickle without ``--trust``)."""
 
 
 class AnalysisError(InputError):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import DiskFullError
+from .faults import fault
 
 DISK_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EIO) if e is not None)
 
@@ -44,28 +45,44 @@ def human(n: float) -> str:
 def is_disk_error(exc: BaseException) -> bool:
     """A full disk, an exceeded quota or an I/O error, however the library wrapped it (h5py's
     ``OSError``/``RuntimeError`` messages carry ``errno = 28`` in their text)."""
+    return _errno(exc) is not None
+
+
+def _errno(exc: BaseException | None) -> int | None:
+    """The disk errno of ``exc`` or of an exception it was raised from (h5py keeps it only in the text)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
-            return True
+            return exc.errno
         text = str(exc)
-        if any(f"errno = {e}," in text or f"errno = {e} " in text for e in DISK_ERRNOS) or \
-                "No space left on device" in text or "Disk quota exceeded" in text:
-            return True
+        for e in DISK_ERRNOS:
+            if f"errno = {e}," in text or f"errno = {e} " in text:
+                return e
+        if "Disk quota exceeded" in text:
+            return getattr(errno, "EDQUOT", None)
+        if "No space left on device" in text:
+            return errno.ENOSPC
         exc = exc.__cause__ or exc.__context__
-    return False
+    return None
 
 
-def disk_error(path: str | Path, exc: BaseException, *, kept: str = "") -> DiskFullError:
-    """The one-line error for ``exc`` (a disk error) while writing ``path``; ``kept`` says what survived."""
-    reason = "disk quota exceeded" if "quota" in str(exc).lower() or getattr(exc, "errno", None) == getattr(
-        errno, "EDQUOT", -1) else "I/O error" if getattr(exc, "errno", None) == errno.EIO else "no space left"
+def disk_error(path: str | Path, exc: BaseException | None, *, kept: str = "", need: int | None = None
+               ) -> DiskFullError:
+    """The one-line error for ``exc`` (a disk error) while writing ``path``; ``kept`` says what survived,
+    ``need`` (bytes) what the refused write needed, when that is known."""
+    code = _errno(exc)
+    reason = ("disk quota exceeded" if code is not None and code == getattr(errno, "EDQUOT", None)
+              else "I/O error" if code == errno.EIO else "no space left")
     free = free_bytes(path)
     where = f"{human(free)} free there" if free is not None else "free space unknown"
+    if need is not None:
+        where += f", about {human(need)} needed"
     tail = f"; {kept}" if kept else ""
-    return DiskFullError(f"{path}: {reason} on the device ({where}){tail}; free some space (or write elsewhere) "
-                         "and run the same command again")
+    todo = ("check the device" if code == errno.EIO else "free some space" + (" within your quota" if "quota" in
+                                                                               reason else ""))
+    return DiskFullError(f"{path}: {reason} on the device ({where}){tail}; {todo} (or write elsewhere) and run the "
+                         "same command again")
 
 
 def check_free(path: str | Path, need: int, what: str) -> None:
@@ -76,16 +93,24 @@ def check_free(path: str | Path, need: int, what: str) -> None:
                             "free some space (or write elsewhere) and run the same command again")
 
 
+def temp_name(path: Path) -> Path:
+    """The temporary name :func:`atomic_path` writes ``path`` under: hidden, beside it, same suffix
+    (so libraries that pick a format by suffix, such as matplotlib, still do)."""
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block ends cleanly it is synced and renamed
     onto ``path``. On any error the temporary file is removed and ``path`` is left as it was; a disk
-    error becomes :class:`DiskFullError`."""
+    error becomes :class:`DiskFullError`. Every output file featx writes goes through here (the store's
+    HDF5 files have their own protocol: :mod:`featx.store.writer`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_name(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
+        fault(f"write:{path.name}")
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -95,7 +120,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         except OSError:
             pass
         if isinstance(exc, Exception) and not isinstance(exc, DiskFullError) and is_disk_error(exc):
-            raise disk_error(path, exc, kept="the previous file, if any, is unchanged") from None
+            raise disk_error(path, exc, kept="the previous file, if any, is unchanged") from exc
         raise
 
 
@@ -111,6 +136,6 @@ def write_text(path: str | Path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: str | Path, obj, **kw) -> Path:
-    """``json.dumps(obj, indent=2, **kw)`` plus a newline, written atomically."""
-    return write_text(path, json.dumps(obj, indent=2, **kw) + "\n")
+def write_json(path: str | Path, obj, *, indent: int = 2, **kw) -> Path:
+    """``json.dumps(obj, indent=indent, **kw)`` plus a newline, written atomically."""
+    return write_text(path, json.dumps(obj, indent=indent, **kw) + "\n")

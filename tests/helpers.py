@@ -91,3 +91,16 @@ def store_rows(path: Path) -> int:
             return int(f.attrs.get("rows", 0))
     except OSError:
         return 0
+
+
+def one_error_line(r, code: int, *needles: str) -> str:
+    """A finished ``featx`` process failed with exit ``code`` and exactly one ``error:`` line on stderr (valid
+    UTF-8 whatever the file names were), holding each of ``needles``; no traceback, nothing on stdout."""
+    err = r.stderr.decode("utf-8") if isinstance(r.stderr, bytes) else r.stderr
+    lines = err.strip().splitlines()
+    assert r.returncode == code, (r.returncode, err)
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err and not r.stdout
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]

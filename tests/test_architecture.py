@@ -20,7 +20,8 @@ FEATX = Path(__file__).resolve().parents[1] / "featx"
 
 LAYERS = [
     {"featx.config", "featx.errors", "featx.stats", "featx.faults"},  # leaves: import nothing of featx
-    {"featx.data", "featx.backbones", "featx.files"},  # files: safe writes, disk-full errors
+    {"featx.files"},  # safe writes (temporary name, rename) and disk-full errors: above the leaves, below all else
+    {"featx.data", "featx.backbones"},
     {"featx.store", "featx.engine", "featx.report"},
     {"featx.extraction", "featx.learn", "featx.analysis"},  # the stages
     {"featx.api"},  # the Python API: one function per command, the Store object, ImageEmbedder

@@ -18,8 +18,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import AnalysisError, OptionError
+from ..files import write_json, write_text
 from ..report import plots
 from ..report import projection_plots as pp
+from ..report.escape import md_code, md_text
 from ..report.runs import new_run_dir, printable, write_csv
 from ..store.reader import load_features, read_attrs
 from . import project, transfer
@@ -302,8 +304,12 @@ PROTOCOLS = {"probe": "linear probe (StandardScaler + LogisticRegression, C=1) f
                       "accuracy on the test split"}
 
 
-def protocol_text(judge_by: str) -> str:
-    return PROTOCOLS.get(judge_by, f"test accuracy of the newest `featx fit --clf {judge_by[4:]}` run per store")
+def protocol_text(judge_by: str, *, markdown: bool = False) -> str:
+    """The protocol in words; ``markdown``: as Markdown text (the classifier name escaped, the command as code)."""
+    if judge_by in PROTOCOLS:
+        return md_text(PROTOCOLS[judge_by]) if markdown else PROTOCOLS[judge_by]
+    command = f"featx fit --clf {judge_by[4:]}"
+    return f"test accuracy of the newest {md_code(command) if markdown else f'`{command}`'} run per store"
 
 
 def score_taus(scores: dict[str, dict], accuracy: dict[str, float]) -> list[dict]:
@@ -413,7 +419,7 @@ def _side_by_side(run: RunFolder, seed: int) -> None:
 
 def _write_outputs(run: RunFolder, res: AnalyzeResult, opts: AnalyzeOptions, keys: list[str],
                    accuracy: dict[str, float | None]) -> None:
-    head = [f"# featx analyze: {', '.join(keys)}\n"]
+    head = [f"# featx analyze: {', '.join(map(md_text, keys))}\n"]
     if opts.transferability:
         res.ranking = rank_stores({k: res.scores[k] for k in keys})
         judged = bool(accuracy)
@@ -446,12 +452,12 @@ def _write_outputs(run: RunFolder, res: AnalyzeResult, opts: AnalyzeOptions, key
     for k in keys:
         for note in res.scores[k].get("notes", []):
             res.notes.append(f"{k}: {note}")
-    run.file("scores.json").write_text(json.dumps(_clean(res.scores), indent=2, default=_json_default) + "\n")
+    write_json(run.file("scores.json"), _clean(res.scores), default=_json_default)
     body = head + run.md
     if res.notes:
-        body += ["\n## Notes\n"] + [f"- {n}" for n in res.notes]
-    body += ["\n## Files\n"] + [f"- `{p.name}`" for p in res.files] + ["- `summary.md`"]
-    run.file("summary.md").write_text("\n".join(body) + "\n")
+        body += ["\n## Notes\n"] + [f"- {md_text(n)}" for n in res.notes]
+    body += ["\n## Files\n"] + [f"- {md_code(p.name)}" for p in res.files] + ["- `summary.md`"]
+    write_text(run.file("summary.md"), "\n".join(body) + "\n")  # last: the folder's table of contents
 
 
 def _cell(sc: dict, key: str) -> str:
@@ -467,7 +473,7 @@ def _cell(sc: dict, key: str) -> str:
 def _scores_markdown(res: AnalyzeResult, keys: list[str], opts: AnalyzeOptions) -> list[str]:
     md = ["## Transferability scores\n", f"{HIGHER_IS_BETTER}. Rank in brackets when several stores; "
           f"{IN_SAMPLE_NOTE}.\n",
-          "| score | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+          "| score | " + " | ".join(map(md_text, keys)) + " |", "|---|" + "---|" * len(keys)]
     by_store = {r["store"]: r for r in res.ranking}
     for s in SCORE_KEYS:
         cells = []
@@ -481,12 +487,13 @@ def _scores_markdown(res: AnalyzeResult, keys: list[str], opts: AnalyzeOptions) 
     for k in keys:
         sc = res.scores[k]
         if all(sc.get(x) is not None for x in ("task_overlap", "task_overlap_u", "task_overlap_u_cv")):
-            md.append(f"\n{k}: the ImageNet top-1 label predicts the target class for {sc['task_overlap']:.1%} "
+            md.append(f"\n{md_text(k)}: the ImageNet top-1 label predicts the target class for "
+                      f"{sc['task_overlap']:.1%} "
                       f"(± {sc['task_overlap_se']:.1%}) of held-out images (majority baseline "
                       f"{sc['task_overlap_baseline']:.1%}); it explains {sc['task_overlap_u_cv']:.1%} of the "
                       f"target-label entropy on held-out folds ({sc['task_overlap_u']:.1%} chance-adjusted in-sample).")
     if res.taus:
-        md += [f"\n### Scores against measured accuracy: {protocol_text(opts.judge_by)}\n",
+        md += [f"\n### Scores against measured accuracy: {protocol_text(opts.judge_by, markdown=True)}\n",
                "| score | stores | Kendall tau | weighted tau | Pearson r |", "|---|---|---|---|---|"]
         md += [f"| {t['score']} | {t['n_stores']} | {_fmt(t['kendall_tau'])} | {_fmt(t['weighted_tau'])} | "
                f"{_fmt(t['pearson_r'])} |" for t in res.taus]

@@ -3,15 +3,16 @@ outliers and class neighbourhood overlap, written into an analyze run folder."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import AnalysisError
+from ..files import atomic_path, write_json
 from ..report import plots
 from ..report import projection_plots as pp
+from ..report.escape import md_code, md_text
 from ..report.html import interactive_html
 from ..report.runs import write_csv
 from ..stats import majority_accuracy
@@ -77,7 +78,7 @@ def _projections(run: RunFolder, fs, key: str, F, y, rows, label: str, o) -> Non
     """Scatter PNGs per method and dimension, thumbnails, the coordinates (.npz) and the HTML view."""
     coords: dict[str, np.ndarray] = {}
     html_views = {}
-    run.md.append(f"\n### Projections of {key}\n")
+    run.md.append(f"\n### Projections of {md_text(key)}\n")
     for method in o.methods:
         for dim in (2, 3) if o.three_d else (2,):
             limit = None if method == "pca" else o.max_rows
@@ -89,7 +90,7 @@ def _projections(run: RunFolder, fs, key: str, F, y, rows, label: str, o) -> Non
             names = ("PC1", "PC2", "PC3") if method == "pca" else ("1", "2", "3")
             pp.scatter(pr.coords, y[pr.index], fs.classes, run.file(f"{key}-{method}-{dim}d.png"),
                        title=f"{tag}: {label}", note=note, axis_names=names, seed=o.seed)
-            run.md.append(f"- {tag}: `{key}-{method}-{dim}d.png`" + (f" ({pr.note})" if pr.note else ""))
+            run.md.append(f"- {tag}: {md_code(f'{key}-{method}-{dim}d.png')}" + (f" ({pr.note})" if pr.note else ""))
             if dim == 2 and o.thumbnails:
                 paths = [fs.image_path(int(r)) for r in rows[pr.index]]
                 pp.thumbnail_scatter(pr.coords, y[pr.index], fs.classes, paths,
@@ -98,8 +99,8 @@ def _projections(run: RunFolder, fs, key: str, F, y, rows, label: str, o) -> Non
             if dim == 2:
                 html_views[tag] = (pr.coords, rows[pr.index], note)
                 run.panels.setdefault(method, []).append((label, pr.coords, y[pr.index], list(fs.classes)))
-    np.savez_compressed(run.file(f"{key}-projections.npz"), ids=fs.ids.astype(str), labels=fs.labels,
-                        classes=np.array(fs.classes), **coords)
+    with atomic_path(run.file(f"{key}-projections.npz")) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, ids=fs.ids.astype(str), labels=fs.labels, classes=np.array(fs.classes), **coords)
     if o.html:
         interactive_html(html_views, fs.ids, fs.labels, fs.classes, run.file(f"{key}.html"),
                          title=f"featx analyze: {label}")
@@ -135,10 +136,10 @@ def _outliers(run: RunFolder, fs, key: str, F, y, rows, o) -> None:
                         [f"{t['class']}: {Path(t['id']).name} (d={t['knn_distance']:.2f})" for t in table],
                         run.file(f"{key}-outliers.png"),
                         title=f"Outliers per class (mean cosine distance to {o.k} nearest same-class): {key}")
-    run.md.append(f"\n### Outliers of {key}\n\nPer class, the rows farthest from their class "
-                  f"(`{key}-outliers.csv`, `{key}-outliers.png`):\n")
+    run.md.append(f"\n### Outliers of {md_text(key)}\n\nPer class, the rows farthest from their class "
+                  f"({md_code(f'{key}-outliers.csv')}, {md_code(f'{key}-outliers.png')}):\n")
     for t in table[:15]:
-        run.md.append(f"- {t['class']}: `{t['id']}` (distance {t['knn_distance']:.3f})")
+        run.md.append(f"- {md_text(t['class'])}: {md_code(t['id'])} (distance {t['knn_distance']:.3f})")
 
 
 def _overlap(run: RunFolder, fs, key: str, F, y, o) -> dict:
@@ -152,15 +153,15 @@ def _overlap(run: RunFolder, fs, key: str, F, y, o) -> dict:
     pairs = project.confused_pairs(m, present, top=10)
     info = {"classes": present, "matrix": np.round(m, 4).tolist(), "bridges": br,
             "closest_pairs": [{"a": a, "b": b, "overlap": round(v, 4)} for a, b, v in pairs]}
-    run.file(f"{key}-overlap.json").write_text(json.dumps(info, indent=2) + "\n")
-    run.md.append(f"\n### Class neighbourhood overlap of {key} (k={o.k})\n")
+    write_json(run.file(f"{key}-overlap.json"), info)
+    run.md.append(f"\n### Class neighbourhood overlap of {md_text(key)} (k={o.k})\n")
     run.md.append("Class purity (share of same-class neighbours): " + ", ".join(
-        f"{c} {m[i, i]:.2f}" for i, c in enumerate(present)) + ".")
+        f"{md_text(c)} {m[i, i]:.2f}" for i, c in enumerate(present)) + ".")
     for a, b, v in pairs[:5]:
-        run.md.append(f"- {a} and {b} share neighbourhoods: {v:.3f}")
+        run.md.append(f"- {md_text(a)} and {md_text(b)} share neighbourhoods: {v:.3f}")
     for d in br[:10]:
-        (a, c), (sa, sc) = d["between"], d["shares"]
-        run.md.append(f"- **{d['class']}** bridges {a} and {c}: {sa:.0%} / {sc:.0%} of its neighbours are "
+        (a, c), (sa, sc) = map(md_text, d["between"]), d["shares"]
+        run.md.append(f"- **{md_text(d['class'])}** bridges {a} and {c}: {sa:.0%} / {sc:.0%} of its neighbours are "
                       f"{a} / {c}, while {a} and {c} overlap {d['direct']:.0%}")
     if not br:
         run.md.append("- no class bridges two classes that are otherwise apart")

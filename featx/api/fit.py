@@ -14,11 +14,11 @@ from ..report.metrics import row_normalise
 from ..store.handle import Store
 from ._common import StoreLike, figures_by_name, store_list
 
-_MODEL_FILES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model object -> its model.joblib
+_MODEL_FILES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model object -> its model.skops
 
 
 def model_file(model) -> Path | None:
-    """The ``model.joblib`` a model object returned by :attr:`FitRun.model` was loaded from (None if unknown)."""
+    """The ``model.skops`` a model object returned by :attr:`FitRun.model` was loaded from (None if unknown)."""
     try:
         return _MODEL_FILES.get(model)
     except TypeError:  # not weak-referenceable: not one of ours
@@ -31,7 +31,7 @@ class FitRun:
     Attributes
     ----------
     path : Path
-        The run folder: metrics.json, report.txt, confusion_matrix.png, misclassified.png, model.joblib, model.json.
+        The run folder: metrics.json, report.txt, confusion_matrix.png, misclassified.png, model.skops, model.json.
     metrics : dict
         The content of metrics.json (accuracy with its standard error, F1s, top-k, per-class table, ...).
     figures : dict
@@ -76,13 +76,16 @@ class FitRun:
 
     @property
     def model(self):
-        """The fitted scikit-learn Pipeline (model.joblib), loaded once; :func:`featx.predict` accepts it."""
+        """The fitted scikit-learn Pipeline (model.skops, built from trusted types only), loaded once;
+        :func:`featx.predict` accepts it. An older run's pickle ``model.joblib`` is refused: load it with
+        ``featx.predict(run.path, ..., trust=True)`` if you made it yourself, or re-fit."""
         if self._model is None:
             from ..learn.predict import load_model
 
-            self._model = load_model(self.path / "model.joblib").model
+            loaded = load_model(self.path)
+            self._model = loaded.model
             try:
-                _MODEL_FILES[self._model] = self.path / "model.joblib"
+                _MODEL_FILES[self._model] = loaded.path
             except TypeError:  # pragma: no cover  (sklearn estimators are weak-referenceable)
                 pass
         return self._model

@@ -27,25 +27,26 @@ class Predictions(list):
 
 def _model_path(model) -> Path:
     if isinstance(model, FitRun):
-        return model.path / "model.joblib"
+        return model.path  # its model.skops
     if isinstance(model, (str, os.PathLike)):
         return Path(model)
     found = model_file(model)
     if found is None:
-        raise ClassifierError("predict: pass a FitRun, its .model, a run folder or a model.joblib path (this "
+        raise ClassifierError("predict: pass a FitRun, its .model, a run folder or a model.skops path (this "
                               f"{type(model).__name__} was not loaded by featx, so its backbone is unknown)")
     return found
 
 
 def predict(model, images: str | os.PathLike | Sequence[str | os.PathLike], *, top_k: int = 3,
-            weights: str | Path | None = None, errors: str = "warn") -> Predictions:
+            weights: str | Path | None = None, errors: str = "warn", trust: bool = False) -> Predictions:
     """Embed images with the model's backbone and give the top-k classes with probabilities (``featx predict``).
 
     Parameters
     ----------
-    model : FitRun, its ``.model``, a run folder or a ``model.joblib`` path
+    model : FitRun, its ``.model``, a run folder or a ``model.skops`` path
         A model written by :func:`featx.fit`; the backbone, layer, pooling and preprocessing are
-        rebuilt from the fingerprint beside it.
+        rebuilt from the fingerprint beside it. A ``best.pt`` of ``featx finetune`` is read with
+        ``torch.load(weights_only=True)``.
     images : path or list of paths
         Image files to classify.
     top_k : int, default 3
@@ -55,6 +56,9 @@ def predict(model, images: str | os.PathLike | Sequence[str | os.PathLike], *, t
     errors : {"warn", "raise", "ignore"}, default "warn"
         What to do about images that cannot be read: a warning, a :class:`~featx.errors.DataError`, or
         nothing (they are always listed in ``failures``).
+    trust : bool, default False
+        Also load a pickle model (the ``model.joblib`` of older featx), which can run code as it loads:
+        only for a file you made yourself. ``model.skops`` never needs it (only trusted types are built).
 
     Returns
     -------
@@ -72,7 +76,7 @@ def predict(model, images: str | os.PathLike | Sequence[str | os.PathLike], *, t
     if errors not in ("warn", "raise", "ignore"):
         raise ClassifierError(f"errors={errors!r}: use 'warn', 'raise' or 'ignore'")
     paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
-    results, failures = predict_paths(_model_path(model), paths, top_k=top_k, weights=weights)
+    results, failures = predict_paths(_model_path(model), paths, top_k=top_k, weights=weights, trust=trust)
     if failures and errors != "ignore":
         text = f"{len(failures)} image(s) could not be read, e.g. {failures[0][0]}: {failures[0][1]}"
         if errors == "raise":

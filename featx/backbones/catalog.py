@@ -7,7 +7,6 @@ Preprocessing comes from torchvision's ``Weights.transforms()`` or timm's
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from torch import nn
 
 from ..config import BackboneCfg, DataCfg, LayerInfo
 from ..errors import BackboneError
+from ..files import write_json
 from .registry import CATALOG_PATH
 from .build import build_random
 
@@ -199,5 +199,5 @@ def generate() -> dict:
 
 if __name__ == "__main__":
     catalog = generate()
-    CATALOG_PATH.write_text(json.dumps(catalog, indent=1) + "\n")
+    write_json(CATALOG_PATH, catalog, indent=1)
     print(f"wrote {len(catalog['backbones'])} backbones to {CATALOG_PATH}", file=sys.stderr)

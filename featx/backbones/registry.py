@@ -25,6 +25,7 @@ from typing import Callable
 
 from ..config import BackboneCfg, cache_dir
 from ..errors import BackboneError
+from ..files import write_json
 
 CATALOG_PATH = Path(__file__).with_name("catalog.json")
 DYNAMIC_PREFIXES = ("timm:", "tv:")
@@ -85,8 +86,7 @@ def get_cfg(name: str) -> BackboneCfg:
         from .catalog import describe_dynamic  # imports torch
 
         cfg = describe_dynamic(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(cfg.to_dict(), indent=1))
+        write_json(path, cfg.to_dict())
         return cfg
     close = difflib.get_close_matches(name, list_backbones(), n=4, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""

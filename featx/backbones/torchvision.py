@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -20,7 +21,14 @@ def _torchvision(arch: str, weights: str | None) -> nn.Module:
         enum = get_weight(weights)
         hub = Path(torch.hub.get_dir()) / "checkpoints"
         try:
-            state = enum.get_state_dict(progress=False, check_hash=False)
+            # weights_only: torch.hub passes weights_only=False by default, which would unpickle whatever
+            # file sits under that name in the hub cache; torchvision's weights are plain state dicts
+            state = enum.get_state_dict(progress=False, check_hash=False, weights_only=True)
+        except pickle.UnpicklingError:  # weights_only refused the cached file: nothing of it ran
+            raise WeightsError(
+                f"--weights imagenet: {hub / Path(enum.url).name} is not a plain state dict (it holds Python "
+                "objects that could run code) and was refused; delete it and download it again from "
+                f"{enum.url}") from None
         except Exception as exc:  # no internet, proxy, corrupt file ...
             raise WeightsError(
                 f"--weights imagenet: {weights} not found in {hub} and the download from {enum.url} failed "

@@ -11,6 +11,8 @@ import hashlib
 import importlib
 import importlib.util
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -130,6 +132,17 @@ def read_checkpoint(path: str | Path) -> dict:
 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only stopped reading: nothing of the file ran
+        named = re.search(r"GLOBAL ([\w.]+)", str(exc))  # "Unsupported global: GLOBAL x.y", "... GLOBAL x.y whose"
+        if named:
+            raise WeightsError(f"--weights {path}: refused, the file holds Python objects beyond tensors, "
+                               f"numbers and strings ({named.group(1)}), which could run code; featx loads "
+                               "checkpoints with torch.load(weights_only=True) only; expected a state dict "
+                               "saved with torch.save(model.state_dict(), ...)") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|$)", str(exc), re.S)
+        raise WeightsError(f"--weights {path}: cannot load (UnpicklingError: "
+                           f"{detail.group(1) if detail else 'not a torch checkpoint'}); expected a torch state "
+                           "dict saved with torch.save(model.state_dict(), ...)") from None
     except Exception as exc:  # noqa: BLE001  (unpickling fails in many ways)
         raise WeightsError(f"--weights {path}: cannot load ({type(exc).__name__}: {exc}); expected a torch "
                            "state dict saved with torch.save(model.state_dict(), ...)") from None

@@ -21,6 +21,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"featx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print featx's version and exit.")) -> None:
+    """Frozen-backbone features of labelled images, classifiers and transferability on the cache."""
+
+
 # each module registers its command; the order is the order of `featx --help`
 from . import analyze, extract, info, sample_data, fit, finetune, predict, backbones, cluster, run  # noqa: E402,F401,I001
 

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 an unexpected error (a bug: ``FEATX_DEBUG=1`` shows the
 traceback); 2 bad input (options, data, classifier or analysis requests); 3 weights;
-4 store; 5 store locked by another writer; 130 interrupted.
+4 store, or a full disk / quota / I/O error anywhere; 5 store locked by another writer; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..errors import FeatxError
+from ..files import disk_error, is_disk_error
 from ..report.runs import printable
 
 EXIT_UNEXPECTED = 1
@@ -53,6 +54,15 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _filename(exc: BaseException) -> str | None:
+    """The file an ``OSError`` (or one it was raised from) names, if any."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.filename is not None:
+            return os.fsdecode(exc.filename) if isinstance(exc.filename, bytes) else str(exc.filename)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def handles_errors(fn: Callable) -> Callable:
     """Turn any exception into ``error: <message>`` on stderr and its exit code."""
 
@@ -74,6 +84,10 @@ def handles_errors(fn: Callable) -> Callable:
             if isinstance(exc, FeatxError):
                 _echo_error(str(exc))
                 raise typer.Exit(exc.exit_code) from None
+            if is_disk_error(exc):  # a write featx did not wrap (a library's, a cache's): still one line, exit 4
+                full = disk_error(_filename(exc) or "a file", exc)
+                _echo_error(str(full))
+                raise typer.Exit(full.exit_code) from None
             _echo_error(f"{describe(exc)} (FEATX_DEBUG=1 shows the traceback)")
             raise typer.Exit(EXIT_UNEXPECTED) from None
 

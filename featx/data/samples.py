@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import write_bytes
+
 
 def export_digits(out: str | Path, per_class: int | None = 100) -> Path:
     """Write scikit-learn's bundled handwritten digits (real scans, 8x8) as class-per-folder PNGs.
@@ -33,5 +35,5 @@ def export_digits(out: str | Path, per_class: int | None = 100) -> Path:
         Image.fromarray(arr, "L").resize((64, 64), Image.NEAREST).save(buf, "PNG")
         path = folder / f"{i:04d}.png"
         if not path.is_file() or path.read_bytes() != buf.getvalue():
-            path.write_bytes(buf.getvalue())
+            write_bytes(path, buf.getvalue())
     return out

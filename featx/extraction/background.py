@@ -21,6 +21,7 @@ class BackgroundWriter:
     def __init__(self, depth: int = 4):
         self._queue: queue.Queue = queue.Queue(depth)
         self._error: BaseException | None = None
+        self._failed = False  # stays set once a write failed, after its error was raised
         self.busy_s = 0.0  # seconds spent writing
         self.wait_s = 0.0  # seconds the caller waited for room in the queue
         self._thread = threading.Thread(target=self._work, name="featx-writer", daemon=True)
@@ -44,13 +45,13 @@ class BackgroundWriter:
             write = self._queue.get()
             if write is None:
                 return
-            if self._error is not None:
-                continue  # keep the store in order: nothing after a failed write
+            if self._failed:
+                continue  # keep the store in order: nothing after a failed write, even once it was raised
             t0 = time.perf_counter()
             try:
                 write()
             except BaseException as exc:  # raised again in the caller's thread
-                self._error = exc
+                self._error, self._failed = exc, True
             self.busy_s += time.perf_counter() - t0
 
     def _raise(self) -> None:

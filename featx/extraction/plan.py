@@ -20,14 +20,15 @@ from ..config import (
     ExtractCfg,
     LayerInfo,
     cache_dir,
+    pooled_dim,
 )
 from ..data.discover import HASH_ALGO, ImageDataset, load_dataset, reload_dataset
 from ..data.splits import DEFAULT_RATIOS
 from ..errors import BackboneError, DataError, OptionError, StoreError
 from ..store.reader import DamagedStoreError, read_snapshot
-from ..store.schema import decode_attrs, settings_problem
+from ..store.schema import chunk_rows, decode_attrs, row_dataset_bytes, settings_problem
 from ..store.sync import MISSING_POLICIES, Delta, StoreRows, diff
-from ..store.writer import check_target
+from ..store.writer import SLACK, STRING_OVERHEAD, check_target
 from .shard import Shard
 
 
@@ -120,6 +121,37 @@ def plan_extraction(backbone: str, data: str | Path, *, out: str | Path | None =
     out = Path(out) if out else default_out(cfg, dataset)
     check_target(out)
     return Plan(cfg, bcfg, dataset, out, weights)
+
+
+def feature_width(plan: Plan) -> int | None:
+    """The feature width ``plan`` will store, from the catalog's layer shape (None for ``module:`` taps)."""
+    info = resolve_layer(plan.backbone, plan.cfg.layer)
+    shape = tuple(info.shape)
+    if not shape:
+        return None
+    default, size = plan.backbone.data.input_size, plan.cfg.data.input_size
+    if len(shape) == 3 and plan.cfg.pool in ("flatten", "none") and default and size != default:
+        c, h, w = shape  # a spatial map grows with the input
+        shape = (c, max(1, round(h * size / default)), max(1, round(w * size / default)))
+    return pooled_dim(shape, plan.cfg.pool)
+
+
+def estimated_bytes(plan: Plan, rows: int) -> tuple[int, int] | None:
+    """(bytes, feature width): about what ``rows`` new rows of ``plan`` add to its store, whole chunks
+    and strings counted; None when the width is only known once the model runs."""
+    dim = feature_width(plan)
+    if dim is None:
+        return None
+
+    def chunked(row_bytes: int, per_chunk: int) -> int:
+        return -(-rows // per_chunk) * per_chunk * row_bytes
+
+    width = dim * (2 if plan.cfg.dtype == "float16" else 4)
+    need = chunked(width, chunk_rows(width)) + row_dataset_bytes(rows) + SLACK
+    need += rows * (max((len(i) for i in plan.dataset.ids[:1000]), default=0) + 3 * STRING_OVERHEAD + 8)
+    if plan.cfg.with_logits:
+        need += chunked(4 * plan.backbone.num_classes, chunk_rows(4 * plan.backbone.num_classes, most=1 << 30))
+    return need, dim
 
 
 def store_meta(plan: Plan) -> dict:

@@ -24,11 +24,12 @@ from ..data.discover import HASH_ALGO, file_digest
 from ..data.splits import DEFAULT_RATIOS
 from ..errors import OptionError, Stopped, StoreError
 from ..faults import fault
+from ..files import check_free
 from ..store.merge import MergeResult, merge_when_complete
 from ..store.sync import Delta, StoreRows
 from ..store.writer import StoreWriter, open_writer
 from .background import BackgroundWriter
-from .plan import Plan, SyncOptions, compare, plan_extraction, store_meta, store_state
+from .plan import Plan, StoreState, SyncOptions, compare, estimated_bytes, plan_extraction, store_meta, store_state
 from .shard import Shard, resolve_shard
 
 
@@ -79,6 +80,8 @@ def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, w
     if hash and plan.dataset.members:
         raise OptionError("--hash: tar shards are compared by their members' size and time; drop --hash")
     state = None if overwrite else store_state(plan, sync)
+    if state is None or not state.cache_hit:
+        _check_room(plan, state)
     if state is not None and state.cache_hit:
         fp = state.attrs.get("fingerprint", {})
         result = ExtractResult(plan.out, True, int(state.attrs.get("rows", 0)), 0, [], 0.0, state.delta.summary(),
@@ -97,6 +100,28 @@ def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, w
         result.merged = merge_when_complete(plan.whole, the_shard.count)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _check_room(plan: Plan, state: StoreState | None) -> None:
+    """Refuse up front (one line, nothing created) a run whose new rows will not fit where the store goes.
+
+    An existing store's bytes beyond what its committed rows need (a torn batch a full disk left, which
+    the writer cuts) count as room."""
+    delta = state.delta if state is not None else None
+    rows = len(plan.dataset) if delta is None else len(delta.new) + len(delta.retry)
+    estimate = estimated_bytes(plan, rows) if rows else None
+    if estimate is None:
+        return
+    need, dim = estimate
+    if state is not None:
+        try:
+            held = plan.out.stat().st_blocks * 512  # allocated bytes (st_blocks counts 512-byte units)
+        except (OSError, AttributeError):
+            held = 0
+        committed = estimated_bytes(plan, int(state.attrs.get("rows", 0)))
+        need -= max(0, held - committed[0]) if committed else 0
+    check_free(plan.out, need, f"extracting {rows} image{'s' * (rows != 1)} ({dim} x {plan.cfg.dtype} "
+                               f"features{' and logits' if plan.cfg.with_logits else ''} each)")
 
 
 class StopRequest:

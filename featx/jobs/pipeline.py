@@ -26,6 +26,7 @@ from ..analysis.analyze import AnalyzeOptions, analyze
 from ..errors import OptionError
 from ..extraction.plan import SyncOptions, plan_extraction, store_state
 from ..extraction.run import extract
+from ..files import write_json
 from ..learn.fit import fit_stores
 from ..store.reader import load_features, read_attrs
 
@@ -126,9 +127,7 @@ def _done(folder: Path, key: str) -> bool:
 
 
 def _mark(folder: Path, key: str, step: str) -> None:
-    tmp = folder / f"{MARKER}.tmp"
-    tmp.write_text(json.dumps({"key": key, "step": step}, indent=2))
-    os.replace(tmp, folder / MARKER)
+    write_json(folder / MARKER, {"key": key, "step": step})
 
 
 def run_study(path: str | Path, *, slurm: bool = False, force: bool = False, progress: bool = True,

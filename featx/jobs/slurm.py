@@ -20,6 +20,8 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import FeatxError, OptionError
+from ..files import write_text
+from ..report.escape import comment_text, sbatch_name, sbatch_value
 
 TEMPLATE = "array.sbatch"
 
@@ -40,22 +42,27 @@ class SlurmOptions:
     def lines(self) -> list[str]:
         pairs = [("partition", self.partition), ("time", self.time), ("gpus-per-task", self.gpus_per_task),
                  ("cpus-per-task", self.cpus_per_task), ("mem", self.mem), ("account", self.account)]
-        return [f"#SBATCH --{k}={v}" for k, v in pairs if v not in (None, "")]
+        return [f"#SBATCH --{k}={sbatch_value(v, f'--{k}')}" for k, v in pairs if v not in (None, "")]
 
 
 def array_script(command: Sequence[str], *, count: int, store: Path, name: str, logs: Path, workdir: Path,
                  options: SlurmOptions) -> str:
-    """The sbatch script of an ``count``-task array running ``command --shard $i/count``."""
+    """The sbatch script of an ``count``-task array running ``command --shard $i/count``.
+
+    Every path, name and argument is data, never code: the command line is :func:`shlex.join`-ed, the folder
+    ``shlex.quote``-d, ``#SBATCH`` values quoted the way sbatch reads them and comments kept to one line
+    (:mod:`featx.report.escape`)."""
     if count < 1:
         raise OptionError(f"--shards {count}: need at least 1")
     if options.max_running is not None and options.max_running < 1:
         raise OptionError(f"--max-running {options.max_running}: need at least 1")
     template = resources.files(__package__).joinpath(TEMPLATE).read_text()
+    output = sbatch_value(str(logs).replace("%", "%%") + "/%x-%A_%a.out", "the log folder")  # %% is a literal %
     return template.format(
         version=__version__, date=time.strftime("%Y-%m-%d %H:%M"), count=count, last=count - 1,
-        limit=f"%{options.max_running}" if options.max_running else "", name=name, logs=shlex.quote(str(logs)),
+        limit=f"%{options.max_running}" if options.max_running else "", name=sbatch_name(name), output=output,
         grace=options.grace, resources="\n".join(options.lines()), workdir=shlex.quote(str(workdir)),
-        store=store, shard_glob=f"{store.stem}.shard-*.h5", command=shlex.join(command))
+        store=comment_text(store), shard_glob=comment_text(f"{store.stem}.shard-*.h5"), command=shlex.join(command))
 
 
 def featx_command(args: Sequence[str]) -> list[str]:
@@ -68,8 +75,7 @@ def write_script(store: Path, script: str) -> Path:
     folder = job_folder(store)
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     path = folder / "extract.sbatch"
-    path.write_text(script)
-    return path
+    return write_text(path, script)
 
 
 def job_folder(store: Path) -> Path:

@@ -6,7 +6,7 @@ A run folder (``runs/<timestamp>/`` by default) holds, per fitted classifier::
     report.txt            sklearn's classification_report on the held-out rows
     confusion_matrix.png  row-normalised, with class names
     misclassified.png     wrongly classified held-out images, true and predicted labels
-    model.joblib          the fitted Pipeline
+    model.skops           the fitted Pipeline (skops: loads without running code, see learn/modelfile.py)
     model.json            sidecar: classes, fingerprint(s), sklearn version (read by ``predict``)
 
 Several stores or classifiers give one sub-folder each plus ``leaderboard.csv`` and
@@ -15,7 +15,6 @@ Several stores or classifiers give one sub-folder each plus ``leaderboard.csv`` 
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -26,12 +25,14 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ClassifierError
+from ..files import write_json, write_text
 from ..report import plots
 from ..report.leaderboard import format_table, leaderboard_rows, write_leaderboard
 from ..report.metrics import compute_metrics, row_normalise
 from ..report.runs import new_run_dir
 from ..stats import majority_accuracy
 from . import classify
+from .modelfile import MODEL_FILE, save_model
 from .parallel import joblib_backend
 from .predict import MODEL_FORMAT
 
@@ -158,20 +159,23 @@ def model_sidecar(src: Source, res: classify.FitResult, settings: dict) -> dict:
     }
 
 
-def write_evaluation(run_dir: Path, metrics: dict, classes: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray,
-                     proba: np.ndarray, image_paths: Sequence[Path], title: str) -> None:
-    """metrics.json, report.txt, confusion_matrix.png and misclassified.png of held-out predictions.
+def write_evaluation(run_dir: Path, metrics: dict, classes: Sequence[str], y_true: np.ndarray,
+                     y_pred: np.ndarray, proba: np.ndarray, image_paths: Sequence[Path], title: str, *,
+                     write_metrics: bool = True) -> None:
+    """report.txt, confusion_matrix.png, misclassified.png and, last, metrics.json of held-out predictions.
 
     ``metrics`` holds :func:`featx.report.metrics.compute_metrics` of them (plus the caller's fields);
     ``image_paths[i]`` is the image of row ``i``; ``title`` names the model (``label / classifier``).
+    Every file is written atomically (:mod:`featx.files`); ``metrics.json`` marks a finished run (``analyze
+    --judge-by fit:...`` and ``FitRun`` trust it), so it comes last, or from the caller
+    (``write_metrics=False``) once its own files are written.
     """
     from sklearn.metrics import classification_report
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     labels = list(range(len(classes)))
     head = f"{title}: {metrics['evaluation']['mode']} accuracy {metrics['accuracy_text']} on {len(y_true)} images\n\n"
-    (run_dir / "report.txt").write_text(head + classification_report(
+    write_text(run_dir / "report.txt", head + classification_report(
         y_true, y_pred, labels=labels, target_names=list(classes), digits=3, zero_division=0))
     cm = np.asarray(metrics["confusion_matrix"])
     plots.heatmap(row_normalise(cm), classes, classes, run_dir / "confusion_matrix.png",
@@ -182,17 +186,18 @@ def write_evaluation(run_dir: Path, metrics: dict, classes: Sequence[str], y_tru
         [image_paths[i] for i in wrong],
         [f"true: {classes[y_true[i]]}\npred: {classes[y_pred[i]]} ({100 * proba[i, y_pred[i]]:.0f}%)" for i in wrong],
         run_dir / "misclassified.png", title=f"{len(wrong)} misclassified of {len(y_true)}")
+    if write_metrics:
+        write_json(run_dir / "metrics.json", metrics)
 
 
 def write_run(run_dir: Path, src: Source, res: classify.FitResult, settings: dict) -> dict:
     """Write every file of one fitted classifier into ``run_dir``; returns the metrics."""
-    import joblib
-
     metrics = build_metrics(src, res, settings)
     write_evaluation(run_dir, metrics, src.classes, res.y_true, res.y_pred, res.proba,
-                     [src.image_path(int(r)) for r in res.eval_rows], f"{src.label} / {res.name}")
-    joblib.dump(res.model, run_dir / "model.joblib")
-    (run_dir / "model.json").write_text(json.dumps(model_sidecar(src, res, settings), indent=2) + "\n")
+                     [src.image_path(int(r)) for r in res.eval_rows], f"{src.label} / {res.name}", write_metrics=False)
+    save_model(res.model, run_dir / MODEL_FILE)
+    write_json(run_dir / "model.json", model_sidecar(src, res, settings))
+    write_json(run_dir / "metrics.json", metrics)  # last: a run folder with metrics.json is a finished run
     return metrics
 
 

@@ -1,7 +1,8 @@
 """Classify new images with a model written by ``featx fit``, or with a network fine-tuned by
 ``featx finetune`` (its ``best.pt``, whose own head gives the probabilities).
 
-``model.joblib`` is the fitted Pipeline; ``model.json`` beside it names the classes
+``model.skops`` is the fitted Pipeline (:mod:`featx.learn.modelfile`: it loads without running code from
+the file); ``model.json`` beside it names the classes
 and the fingerprint(s) of the features it was fit on. Images are embedded with
 :func:`featx.engine.memory.embed_paths` (imported lazily: it loads a runtime) under each
 fingerprint; for concatenated-store models the blocks are joined in the stored
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ClassifierError
+from .modelfile import LEGACY_MODEL_FILE, MODEL_FILE, read_model, resolve_model_path
 
 MODEL_FORMAT = "featx-model"
 
@@ -41,14 +43,16 @@ class LoadedModel:
         return list(self.meta.get("fingerprints") or [self.meta["fingerprint"]])
 
 
-def load_model(path: str | Path) -> LoadedModel:
-    """Read ``model.joblib`` (or its run folder) and its ``model.json`` sidecar."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.joblib"
+def load_model(path: str | Path, *, trust: bool = False) -> LoadedModel:
+    """Read ``model.skops`` (or its run folder) and its ``model.json`` sidecar.
+
+    The model is built only from trusted types (:func:`featx.learn.modelfile.read_model`); a pickle
+    (an older ``model.joblib``) runs code as it loads and is read only with ``trust=True``.
+    """
+    path = resolve_model_path(path)
     sidecar = path.with_suffix(".json")
     if not path.exists():
-        raise ClassifierError(f"{path}: no such model; pass the model.joblib written by `featx fit`")
+        raise ClassifierError(f"{path}: no such model; pass the {MODEL_FILE} written by `featx fit`")
     if not sidecar.exists():
         raise ClassifierError(f"{sidecar}: missing sidecar of {path.name}; it is written by `featx fit` next to the model")
     try:
@@ -57,18 +61,12 @@ def load_model(path: str | Path) -> LoadedModel:
         raise ClassifierError(f"{sidecar}: not valid JSON ({exc.msg})") from None
     if meta.get("format") != MODEL_FORMAT or "classes" not in meta:
         raise ClassifierError(f"{sidecar}: not a featx model sidecar")
-    import joblib
+    model = read_model(path, trust=trust)
     import sklearn
 
     if meta.get("sklearn_version") != sklearn.__version__:
         warnings.warn(f"{path} was saved with scikit-learn {meta.get('sklearn_version')}, "
                       f"this is {sklearn.__version__}; predictions may differ", stacklevel=2)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # sklearn's own version warning: ours is clearer
-            model = joblib.load(path)
-    except Exception as exc:  # noqa: BLE001  (unpickling can fail in many ways)
-        raise ClassifierError(f"{path}: cannot load the model ({type(exc).__name__}: {exc})") from None
     return LoadedModel(model, meta, path)
 
 
@@ -101,10 +99,10 @@ def embed_for_model(fingerprints: Sequence[dict], paths: Sequence[Path], *, weig
 
 
 def is_finetune_checkpoint_path(path: str | Path) -> bool:
-    """``best.pt`` / ``last.pt`` of ``featx finetune`` (or its run folder), rather than a ``model.joblib``."""
+    """``best.pt`` / ``last.pt`` of ``featx finetune`` (or its run folder), rather than a ``model.skops``."""
     path = Path(path)
     if path.is_dir():
-        return (path / "best.pt").is_file() and not (path / "model.joblib").exists()
+        return (path / "best.pt").is_file() and not any((path / m).exists() for m in (MODEL_FILE, LEGACY_MODEL_FILE))
     return path.suffix in (".pt", ".pth")
 
 
@@ -147,11 +145,14 @@ def predict_finetuned(checkpoint: str | Path, paths: Sequence[Path], *, top_k: i
 
 
 def predict_paths(model_path: str | Path, paths: Sequence[str | Path], *, top_k: int = 3,
-                  weights: str | Path | None = None) -> tuple[list[dict], list[tuple[str, str]]]:
+                  weights: str | Path | None = None, trust: bool = False
+                  ) -> tuple[list[dict], list[tuple[str, str]]]:
     """``[{"path", "top": [[class, probability], ...]}]`` per readable image, plus ``(path, reason)`` failures.
 
-    ``model_path``: a ``model.joblib`` of ``featx fit`` (or its run folder), or a ``best.pt`` of
-    ``featx finetune`` (or its run folder), whose own head classifies the images.
+    ``model_path``: a ``model.skops`` of ``featx fit`` (or its run folder), or a ``best.pt`` of
+    ``featx finetune`` (or its run folder), whose own head classifies the images. ``trust``: also load
+    a pickle model (an older ``model.joblib``), which can run code; checkpoints are always read with
+    ``torch.load(weights_only=True)``.
     """
     if top_k < 1:
         raise ClassifierError(f"--top-k {top_k}: must be at least 1")
@@ -160,7 +161,7 @@ def predict_paths(model_path: str | Path, paths: Sequence[str | Path], *, top_k:
         if weights is not None:
             raise ClassifierError("--weights: a fine-tuning checkpoint carries its own weights; drop --weights")
         return predict_finetuned(model_path, paths, top_k=top_k)
-    loaded = load_model(model_path)
+    loaded = load_model(model_path, trust=trust)
     X, keep, failures = embed_for_model(loaded.fingerprints, paths, weights=weights)
     if not keep:
         return [], failures

@@ -1,14 +1,18 @@
-"""The interactive view of projections: one self-contained HTML file (canvas, inline JS and data, no CDN)."""
+"""The interactive view of projections: one self-contained HTML file (canvas, inline JS and data, no CDN).
+
+Labels, ids and the title are data, never markup: the title is HTML-escaped, the data is JSON with ``<>&``
+as ``\\uXXXX`` escapes (:func:`~.escape.script_json`) and the script shows it with ``textContent`` only.
+"""
 
 from __future__ import annotations
 
-import html
-import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ..files import write_text
+from .escape import html_text, script_json
 from .projection_plots import class_colors
 
 _HTML = """<!doctype html>
@@ -34,8 +38,9 @@ let P = [], grid = new Map(), G = 24;
 for (const name of Object.keys(D.views)) {{ const o = document.createElement("option"); o.text = name; sel.add(o); }}
 const leg = document.getElementById("legend");
 D.classes.forEach((c, i) => {{
-  const el = document.createElement("div");
-  el.innerHTML = `<span style="color:${{D.colors[i]}}">&#9679;</span> ${{c}}`;
+  const el = document.createElement("div"), dot = document.createElement("span");
+  dot.style.color = D.colors[i]; dot.textContent = "\\u25cf";
+  el.append(dot, " " + c);  // a text node: a label is shown, never parsed as markup
   el.onclick = () => {{ hidden.has(i) ? hidden.delete(i) : hidden.add(i); el.classList.toggle("off"); draw(); }};
   leg.appendChild(el);
 }});
@@ -96,8 +101,4 @@ def interactive_html(views: dict[str, tuple[np.ndarray, np.ndarray, str]], ids: 
                          "index": [int(i) for i in index], "note": note}
                   for name, (xy, index, note) in views.items()},
     }
-    blob = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_HTML.format(title=html.escape(title), data=blob), encoding="utf-8")
-    return path
+    return write_text(Path(path), _HTML.format(title=html_text(title), data=script_json(data)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from ..files import write_text
+from .escape import md_text
 from .runs import printable, write_csv
 
 
@@ -52,8 +54,10 @@ def format_table(rows: Sequence[dict]) -> str:
 
 
 def format_markdown(rows: Sequence[dict]) -> str:
+    """The leaderboard as a Markdown table; every cell is text (:func:`~.escape.md_text`): a store or layer
+    name holding ``|``, backticks or HTML cannot add a column, code, a link or markup."""
     lines = ["| " + " | ".join(_HEAD) + " |", "|" + "|".join("---" for _ in _HEAD) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in _cells(r)) + " |" for r in rows]
+    lines += ["| " + " | ".join(md_text(c) for c in _cells(r)) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -61,5 +65,5 @@ def write_leaderboard(run_dir: Path, rows: Sequence[dict]) -> tuple[Path, Path]:
     """``leaderboard.csv`` (every column, raw numbers) and ``leaderboard.md``."""
     csv_path, md_path = run_dir / "leaderboard.csv", run_dir / "leaderboard.md"
     write_csv(csv_path, [{k: r[k] for k in LEADERBOARD_COLUMNS} for r in rows])
-    md_path.write_text(format_markdown(rows))
+    write_text(md_path, format_markdown(rows))
     return csv_path, md_path

@@ -3,9 +3,9 @@
 Figures are bare :class:`matplotlib.figure.Figure` objects (:func:`subplots`), never pyplot's:
 no backend is switched (a notebook's inline backend stays), no display is needed, and nothing
 is left in pyplot's registry. matplotlib is imported inside the functions, so importing this
-module costs nothing. Every PNG goes through :func:`save` (or :func:`saved`); inside
-:func:`collect_figures` the Figures written are also handed back (the Python API returns
-them). No torch, no h5py.
+module costs nothing. Every PNG goes through :func:`save` (or :func:`write_figure` and :func:`saved`),
+which write it atomically; inside :func:`collect_figures` the Figures written are also handed back
+(the Python API returns them). No torch, no h5py.
 """
 
 from __future__ import annotations
@@ -14,12 +14,16 @@ import contextvars
 import functools
 import io
 import math
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
+from ..files import atomic_path
+
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
 _COLLECTED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("featx_figures", default=None)
 
 
@@ -28,14 +32,35 @@ def _figure_class() -> type:
     from matplotlib.figure import Figure
 
     class ReportFigure(Figure):
-        """A Figure that shows itself in Jupyter without pyplot (IPython calls ``_repr_png_``)."""
+        """A Figure that shows itself in Jupyter without pyplot (IPython calls ``_repr_png_``) and draws
+        every text as written: a label such as ``$\\bad{$`` is data, never mathtext to parse."""
 
         def _repr_png_(self) -> bytes:
             buf = io.BytesIO()
             self.savefig(buf, format="png", bbox_inches="tight")
             return buf.getvalue()
 
+        def tight_layout(self, *args, **kwargs):
+            _literal_text(self)
+            return super().tight_layout(*args, **kwargs)
+
+        def savefig(self, *args, **kwargs):
+            _literal_text(self)
+            return super().savefig(*args, **kwargs)
+
     return ReportFigure
+
+
+def _literal_text(fig) -> None:
+    """Every text of ``fig`` drawn as written: each unescaped ``$`` becomes ``\\$`` (which matplotlib draws as
+    ``$``), so no label is parsed as mathtext. Escaping rather than ``set_parse_math(False)``: wrapped texts
+    (contact-sheet captions) measure themselves as math whatever that flag says."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        s = text.get_text()
+        if "$" in s:
+            text.set_text(_UNESCAPED_DOLLAR.sub(r"\\$", s))
 
 
 def new_figure(figsize: tuple[float, float], dpi: int = 100):
@@ -124,10 +149,16 @@ def thumbnail(path: Path, size: int) -> np.ndarray | None:
 def save(fig, path: str | Path) -> Path:
     """Lay out and write ``fig`` as a PNG at ``path`` (parents created)."""
     fig.tight_layout()
+    return saved(fig, write_figure(fig, path))
+
+
+def write_figure(fig, path: str | Path, **savefig_kw) -> Path:
+    """``fig.savefig`` to ``path`` atomically (:func:`featx.files.atomic_path`): a full disk leaves the
+    previous file, never half a PNG. The format is the suffix's (PNG when there is none)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return saved(fig, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix[1:].lower() or "png", **savefig_kw)
+    return path
 
 
 def contact_sheet(image_paths: Sequence[str | Path], captions: Sequence[str], path: str | Path, *,

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .plots import new_figure, saved, subplots, thumbnail
+from .plots import new_figure, saved, subplots, thumbnail, write_figure
 
 MARKERS = ("o", "s", "^", "D", "v", "P")
 
@@ -56,10 +56,7 @@ def _finish(fig, path: str | Path, title: str, note: str) -> Path:
         fig.suptitle(title)
     if note:
         fig.text(0.01, 0.01, note, fontsize=8, color="0.3", ha="left", va="bottom")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
-    return saved(fig, path)
+    return saved(fig, write_figure(fig, path, bbox_inches="tight"))
 
 
 def _draw_points(ax, coords: np.ndarray, labels: np.ndarray, n_classes: int, colors, seed: int,

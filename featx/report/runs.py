@@ -1,4 +1,4 @@
-"""Run folders and the plain files written into them (CSV tables)."""
+"""Run folders and the plain files written into them (CSV tables, written atomically: :mod:`featx.files`)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-
-def printable(text: str) -> str:
-    """``text`` with the undecodable bytes of a file name (surrogate escapes) shown as ``\\xNN``, so it can be
-    printed, drawn in a figure or written as UTF-8."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+from ..files import atomic_path
+from .escape import csv_cell, printable  # noqa: F401  (printable: re-exported, used across featx)
 
 
 def new_run_dir(out: str | Path | None = None, name: str | None = None, root: str | Path = "runs", *,
@@ -41,14 +38,15 @@ def new_run_dir(out: str | Path | None = None, name: str | None = None, root: st
 def write_csv(path: Path, rows: list[dict]) -> Path:
     """Rows as CSV with the union of their keys as columns (None as an empty cell).
 
-    UTF-8; a non-UTF-8 file name in a cell is written back as its own bytes (surrogateescape).
+    UTF-8; a non-UTF-8 file name in a cell is written back as its own bytes (surrogateescape). A text cell
+    a spreadsheet would take for a formula (a label ``=1+1``) is written as text (:func:`~.escape.csv_cell`).
     """
     cols: list[str] = []
     for r in rows:
         cols += [k for k in r if k not in cols]
-    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
         for r in rows:
-            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+            w.writerow({k: ("" if r.get(k) is None else csv_cell(r.get(k))) for k in cols})
     return path

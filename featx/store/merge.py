@@ -3,7 +3,8 @@
 A shard store is ``<store>.shard-<i>-of-<n>.h5`` with a ``shard`` attribute ``{index, count, store}``.
 :func:`merge_shards` checks that the set is whole (every index of ``n``, each complete) and
 consistent (fingerprint, classes, data root, label and split source), then **copies** the rows
-in id order (the order a single run writes) into a new file that replaces the store atomically.
+in id order (the order a single run writes) into a new file that replaces the store atomically
+(after checking that the shards' size is free there: a full disk fails before anything is written).
 A copy, not HDF5 virtual datasets: the merged store is self-contained, survives deleting the
 shards, and is read and extended like any other store.
 """
@@ -20,10 +21,11 @@ import numpy as np
 
 from ..config import ExtractCfg
 from ..errors import StoreError, StoreLockedError
+from ..files import check_free
 from .lock import writer_active
 from .reader import read_attrs
 from .schema import open_h5, read_failed, read_strs
-from .writer import COPY_ROWS, open_writer
+from .writer import COPY_ROWS, SLACK, open_writer
 
 SHARD_FILE = re.compile(r"^(?P<stem>.+)\.shard-(?P<index>\d+)-of-(?P<count>\d+)\.h5$")
 MATCHING = ("fingerprint", "classes", "data_root", "source", "hash")  # what every shard must share
@@ -130,6 +132,7 @@ def merge_shards(paths: Sequence[str | Path], out: str | Path | None = None) -> 
     check_shards(infos)
     first = infos[0].attrs
     out = Path(out) if out else infos[0].path.with_name(first["shard"]["store"])
+    check_free(out, sum(i.path.stat().st_size for i in infos) + SLACK, f"merging {len(infos)} shards")
     cfg = ExtractCfg.from_dict(first["fingerprint"])
     handles = [open_h5(i.path) for i in infos]
     try:

@@ -7,15 +7,18 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import h5py
 import numpy as np
 
 from ..config import SCHEMA_VERSION, ExtractCfg
 from ..errors import StoreError
+from ..files import is_disk_error
 
 FORMAT = "featx-features"
 STR = h5py.string_dtype("utf-8")
@@ -37,21 +40,101 @@ def is_access_error(exc: OSError) -> bool:
     return exc.errno in (errno.EACCES, errno.EPERM, errno.EAGAIN) or any(m in str(exc) for m in NOT_DAMAGE)
 
 
+WRITE_CACHE = {"rdcc_nbytes": 0}  # no chunk cache when writing (see open_h5)
+
+
 def open_h5(path: Path, mode: str = "r") -> h5py.File:
     """Open without HDF5 file locking: featx's own lock guards writers, and readers must never block them.
 
     HDF5 reads ``HDF5_USE_FILE_LOCKING`` once per process and lets it override this property; when
     it is TRUE and HDF5 refuses a lock (a reader holds the file, or a Lustre/NFS mount has no locks),
     that is a :class:`StoreError` saying so, never taken for a damaged store.
+
+    Opened for writing, it has no chunk cache: each dataset write puts its chunks in the file at
+    once, so a full disk refuses the large writes inside that write, before any of the batch's
+    metadata is flushed; the file's structure on disk stays that of the last commit.
     """
     try:
-        return h5py.File(path, mode, locking=False)
+        return h5py.File(path, mode, locking=False, **({} if mode == "r" else WRITE_CACHE))
     except OSError as exc:
         if not is_lock_error(exc):
             raise
         raise StoreError(f"{path}: HDF5 refused a file lock ({str(exc).splitlines()[0]}) because "
                          f"HDF5_USE_FILE_LOCKING={os.environ.get('HDF5_USE_FILE_LOCKING')} is set; unset it or set "
                          "it to FALSE (featx guards writers with its own lock)") from None
+
+
+_UNCLOSABLE: list[h5py.File] = []  # files HDF5 failed to close even writing nowhere: never freed under it
+
+
+def is_write_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or one it came from) is a failed write: a full disk, a quota, an I/O error, or any
+    other error HDF5 reports as ``file write failed``."""
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if "file write failed" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return is_disk_error(exc)
+
+
+def _sink(size: int) -> int:
+    """A file descriptor of an anonymous file of ``size`` bytes (in memory where the system allows)."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("featx-discarded-writes", getattr(os, "MFD_CLOEXEC", 0))
+    else:  # pragma: no cover  (no memfd: macOS)
+        fh = tempfile.TemporaryFile()
+        fd = os.dup(fh.fileno())
+        fh.close()
+    os.ftruncate(fd, size)
+    return fd
+
+
+def close_discarding(f: h5py.File) -> None:
+    """Close ``f`` after a failed write without writing to its file again.
+
+    HDF5 cannot drop data it holds unwritten, and a close whose writes fail leaves it half-closed (a
+    dataset freed under its file, or its metadata cache refusing every later flush): the segmentation
+    fault a full disk used to end in. So the file descriptor HDF5 writes through is first pointed at an
+    anonymous in-memory file: the close succeeds, its writes go nowhere, and the file on disk stays as the
+    writes that reached it left it: the last commit, plus torn bytes past the committed rows that the next
+    writer cuts. Should HDF5 still fail to close it, the handle is kept alive for the life of the process
+    rather than freed under HDF5.
+    """
+    if not f.id.valid:
+        return
+    try:
+        fd = f.id.get_vfd_handle()
+        sink = _sink(os.fstat(fd).st_size)
+        os.dup2(sink, fd, inheritable=False)  # HDF5's descriptor of the real file now names the sink
+        os.close(sink)
+    except (OSError, ValueError, TypeError, RuntimeError):
+        pass  # not a POSIX descriptor (another HDF5 driver): close as it is
+    try:
+        f.close()
+    except Exception:  # noqa: BLE001  (HDF5's state after a failed write: nothing more can be done with it)
+        _UNCLOSABLE.append(f)
+
+
+@contextmanager
+def new_h5(path: Path) -> Iterator[h5py.File]:
+    """A new HDF5 file at ``path`` (a temporary name) for the block; removed if the block fails, closed
+    without writing again if a write failed (:func:`close_discarding`)."""
+    try:
+        f = h5py.File(path, "w", locking=False, **WRITE_CACHE)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    try:
+        yield f
+        f.flush()
+    except BaseException:
+        close_discarding(f)
+        path.unlink(missing_ok=True)
+        raise
+    f.close()
 
 
 def now() -> str:
@@ -186,26 +269,38 @@ def summary_attrs(f: h5py.File) -> dict:
 def new_store(path: Path, cfg: ExtractCfg, dim: int, logits_dim: int | None, meta: dict) -> None:
     """Write an empty store at ``path`` (under a temporary name, then renamed into place)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w", locking=False) as f:
-            _layout(f, cfg, dim, logits_dim)
-            f.attrs.update(_attrs(cfg, meta))
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with new_h5(tmp) as f:
+        _layout(f, cfg, dim, logits_dim)
+        f.attrs.update(_attrs(cfg, meta))
     os.replace(tmp, path)
+
+
+BOOKKEEPING_CHUNK = 4096  # rows per chunk of the one-value-per-row datasets
+VLEN_BYTES = 16  # what a variable-length string takes in its dataset (the string itself is in a heap)
+
+
+def chunk_rows(row_bytes: int, most: int = 1024) -> int:
+    """Rows per chunk of a 2-D row dataset whose rows take ``row_bytes``: chunks of about 1 MiB."""
+    return max(1, min(most, (1 << 20) // max(1, row_bytes)))
+
+
+def row_dataset_bytes(rows: int) -> int:
+    """Bytes the chunks of the one-value-per-row datasets (labels, size, mtime_ns; ids, split, hash) take
+    for ``rows`` rows, whole chunks counted (their strings are extra)."""
+    chunks = -(-rows // BOOKKEEPING_CHUNK)
+    return chunks * BOOKKEEPING_CHUNK * (3 * 8 + 3 * VLEN_BYTES)
 
 
 def _layout(f: h5py.File, cfg: ExtractCfg, dim: int, logits_dim: int | None) -> None:
     dtype = np.float16 if cfg.dtype == "float16" else np.float32
-    rows = max(1, min(1024, (1 << 20) // max(1, dim * np.dtype(dtype).itemsize)))
+    rows = chunk_rows(dim * np.dtype(dtype).itemsize)
     f.create_dataset("features", (0, dim), dtype=dtype, maxshape=(None, dim), chunks=(rows, dim))
     for name, dt in (("labels", np.int64), ("ids", STR), ("split", STR), ("size", np.int64), ("mtime_ns", np.int64),
                      ("hash", STR)):
-        f.create_dataset(name, (0,), dtype=dt, maxshape=(None,), chunks=(4096,))
+        f.create_dataset(name, (0,), dtype=dt, maxshape=(None,), chunks=(BOOKKEEPING_CHUNK,))
     if logits_dim:
         f.create_dataset("logits", (0, logits_dim), dtype=np.float32, maxshape=(None, logits_dim),
-                         chunks=(max(1, (1 << 20) // (4 * logits_dim)), logits_dim))
+                         chunks=(chunk_rows(4 * logits_dim, most=1 << 30), logits_dim))
     g = f.create_group("failed")
     for name in FAILED_DATASETS:
         g.create_dataset(name, (0,), dtype=np.int64 if name in ("size", "mtime_ns") else STR, maxshape=(None,),

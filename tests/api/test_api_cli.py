@@ -78,7 +78,7 @@ def test_api_and_cli_give_the_same_store_and_the_same_metrics(tmp_path, monet_di
     timing = {"fit_seconds", "predict_seconds"}
     assert {k: v for k, v in cli_metrics.items() if k not in timing} == \
         {k: v for k, v in run.metrics.items() if k not in timing}
-    assert run.path == tmp_path / "api-run" and (run.path / "model.joblib").is_file()
+    assert run.path == tmp_path / "api-run" and (run.path / "model.skops").is_file()
 
     done = runner.invoke(app, ["analyze", str(store.path), "--transferability", "--split", "all", "--max-memory", "4G",
                                "--out", str(tmp_path / "cli-analyze")])

@@ -44,7 +44,7 @@ def test_several_classifiers_give_fit_runs_with_a_leaderboard(monet_lite0_store,
 def test_predict_takes_the_run_its_model_or_the_file_and_reports_unreadable_images(run, monet_dir, tmp_path):
     images = sorted((monet_dir / "test" / "claude-monet").glob("*.jpg"))[:2]
     by_run = featx.predict(run, images, top_k=1)
-    assert by_run == featx.predict(run.model, images, top_k=1) == featx.predict(run.path / "model.joblib", images,
+    assert by_run == featx.predict(run.model, images, top_k=1) == featx.predict(run.path / "model.skops", images,
                                                                                  top_k=1)
     assert [p["path"] for p in by_run] == [str(i) for i in images]
     assert all(len(p["top"]) == 1 and p["top"][0][0] in run.classes and 0 < p["top"][0][1] <= 1 for p in by_run)

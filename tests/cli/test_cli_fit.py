@@ -31,7 +31,7 @@ def test_fit_one_store(tmp_path):
     r = fit(s, "--clf", "linearsvc", "--out", tmp_path / "run")
     assert r.exit_code == 0, r.output
     assert "linearsvc: test acc 1.000 +- 0.000 (n=18" in r.stdout
-    assert (tmp_path / "run" / "model.joblib").exists() and (tmp_path / "run" / "confusion_matrix.png").exists()
+    assert (tmp_path / "run" / "model.skops").exists() and (tmp_path / "run" / "confusion_matrix.png").exists()
 
 
 def test_fit_options_search_balanced_cv(tmp_path):
@@ -71,7 +71,7 @@ def test_leaderboard_and_default_run_dir(tmp_path):
     rows = list(csv.DictReader(open(run / "leaderboard.csv")))
     assert len(rows) == 8 and rows[0]["backbone"] == "resnet" and rows[-1]["backbone"] == "pixels"
     assert {r["classifier"] for r in rows} == {"softmax", "linearsvc", "mlp", "knn"}
-    assert len(list(run.glob("*/model.joblib"))) == 8 and (run / "leaderboard.md").exists()
+    assert len(list(run.glob("*/model.skops"))) == 8 and (run / "leaderboard.md").exists()
     assert "IMAGENET1K_V2" in r.stdout and "chance (majority class) accuracy" in r.stdout
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 
-import joblib
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,6 +14,7 @@ import _synth
 from helpers import assert_png
 from featx.errors import ClassifierError
 from featx.learn import fit
+from featx.learn.predict import load_model
 from featx.report import metrics
 from featx.store.reader import load_features
 
@@ -32,11 +32,11 @@ def test_fit_stores_writes_run_folder(tmp_path):
     run, entries = fit.fit_stores([fs], "softmax", out=tmp_path / "run", echo=lines.append)
     assert run == tmp_path / "run" and len(entries) == 1
     names = {p.name for p in run.iterdir()}
-    assert names == {"metrics.json", "report.txt", "confusion_matrix.png", "misclassified.png", "model.joblib",
+    assert names == {"metrics.json", "report.txt", "confusion_matrix.png", "misclassified.png", "model.skops",
                      "model.json"}
     m = json.loads((run / "metrics.json").read_text())
     test = split == "test"
-    model = joblib.load(run / "model.joblib")
+    model = load_model(run / "model.skops").model
     pred = model.predict(X[test])
     assert m["accuracy"] == pytest.approx(accuracy_score(y[test], pred))
     assert m["accuracy_text"] == metrics.format_accuracy(m["accuracy"], int(test.sum()))
@@ -74,7 +74,7 @@ def test_leaderboard_table_csv_markdown(tmp_path):
     assert md[0].startswith("| # | store | backbone") and len(md) == 6
     table = "\n".join(lines)
     assert "accuracy" in table and "chance" in table
-    assert all((e[1] / "model.joblib").exists() for e in entries)
+    assert all((e[1] / "model.skops").exists() for e in entries)
 
 
 def test_write_run_misclassified_uses_image_paths(tmp_path):
@@ -102,7 +102,7 @@ def test_real_monet_run_folder_consistent_with_sklearn(monet_lite0_store, tmp_pa
     fs = load_features(monet_lite0_store)
     run, ((m, _),) = fit.fit_stores([fs], "linearsvc", out=tmp_path / "run")
     test = fs.split == "test"
-    model = joblib.load(run / "model.joblib")
+    model = load_model(run / "model.skops").model
     pred = model.predict(fs.features[test])
     y = fs.labels[test]
     assert m["evaluation"]["n_eval"] == test.sum() == 60

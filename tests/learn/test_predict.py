@@ -67,7 +67,7 @@ def test_top1_of_training_images_is_their_class_and_stable(fitted):
     fs, run = fitted
     train = np.flatnonzero(fs.split == "train")[::10]
     paths = [Path("/anywhere") / str(fs.ids[i]) for i in train]
-    first, failures = predict.predict_paths(run / "model.joblib", paths, top_k=3)
+    first, failures = predict.predict_paths(run / "model.skops", paths, top_k=3)
     second, _ = predict.predict_paths(run, paths, top_k=3)  # run folder accepted too
     assert failures == [] and first == second
     assert [r["top"][0][0] for r in first] == [fs.classes[fs.labels[i]] for i in train]
@@ -79,17 +79,17 @@ def test_top1_of_training_images_is_their_class_and_stable(fitted):
 def test_cli_text_json_and_unreadable(fitted):
     fs, run = fitted
     good = f"/x/{fs.ids[0]}"
-    r = runner.invoke(app, ["predict", str(run / "model.joblib"), good, "/x/broken.jpg", "--top-k", "2"])
+    r = runner.invoke(app, ["predict", str(run / "model.skops"), good, "/x/broken.jpg", "--top-k", "2"])
     assert r.exit_code == 0, r.output
     line = r.stdout.strip().splitlines()
     assert len(line) == 1 and line[0].startswith(f"{Path(good).name}: {fs.classes[fs.labels[0]]} ")
     assert line[0].endswith("%") and line[0].count("%") == 2
     assert "broken.jpg: skipped (cannot identify image file)" in r.stderr
-    r = runner.invoke(app, ["predict", str(run / "model.joblib"), good, "--json", "--top-k", "3"])
+    r = runner.invoke(app, ["predict", str(run / "model.skops"), good, "--json", "--top-k", "3"])
     obj = json.loads(r.stdout.strip())
     assert obj["path"] == good and [c for c, _ in obj["top"]][0] == fs.classes[fs.labels[0]]
     assert len(obj["top"]) == 3 and all(isinstance(p, float) for _, p in obj["top"])
-    r = runner.invoke(app, ["predict", str(run / "model.joblib"), "/x/broken.jpg"])
+    r = runner.invoke(app, ["predict", str(run / "model.skops"), "/x/broken.jpg"])
     assert r.exit_code == 1
 
 
@@ -102,7 +102,7 @@ def test_concat_model_embeds_with_each_fingerprint(tmp_path, fake):
     meta = json.loads((run / "model.json").read_text())
     assert [fp["backbone"] for fp in meta["fingerprints"]] == ["alpha", "beta"] and meta["widths"] == [32, 16]
     paths = [Path(str(i)) for i in a.ids[:20]]
-    res, _ = predict.predict_paths(run / "model.joblib", paths, top_k=1)
+    res, _ = predict.predict_paths(run / "model.skops", paths, top_k=1)
     assert [c for c, _ in fake.calls] == ["alpha", "beta"]
     X = np.hstack([a.features[:20], b.features[:20]])
     model = predict.load_model(run).model
@@ -119,7 +119,7 @@ def test_weights_error_is_one_line(fitted, fake):
 
 def test_bad_model_paths(tmp_path, fitted):
     with pytest.raises(ClassifierError, match="no such model"):
-        predict.load_model(tmp_path / "nope.joblib")
+        predict.load_model(tmp_path / "nope.skops")
     _, run = fitted
     (run / "model.json").write_text("{}")
     with pytest.raises(ClassifierError, match="not a featx model sidecar"):

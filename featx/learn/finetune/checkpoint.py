@@ -9,7 +9,6 @@ the optimiser, schedule, early-stopping state and history that ``--resume`` cont
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -21,16 +20,17 @@ from ...backbones.weights import (
     read_checkpoint,
 )
 from ...errors import OptionError
+from ...files import atomic_path
 
 VERSION = 1
 
 
 def save(path: Path, payload: dict) -> Path:
-    """Write ``payload`` with the format marker, atomically (a killed run never leaves half a file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"format": FINETUNE_FORMAT, "version": VERSION, "featx_version": __version__,
-                "torch_version": str(torch.__version__), **payload}, tmp)
-    os.replace(tmp, path)
+    """Write ``payload`` with the format marker, atomically (a killed run or a full disk never leaves half a
+    file, nor replaces the previous one: :func:`featx.files.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        torch.save({"format": FINETUNE_FORMAT, "version": VERSION, "featx_version": __version__,
+                    "torch_version": str(torch.__version__), **payload}, tmp)
     return path
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ...report.plots import new_figure, write_figure
 from ...report.runs import write_csv
 
 COLUMNS = ("epoch", "train_loss", "train_accuracy", "train_macro_f1", "val_loss", "val_accuracy", "val_macro_f1",
@@ -18,12 +19,11 @@ def write_history(path: Path, rows: Sequence[dict]) -> Path:
 
 def draw_curves(path: Path, rows: Sequence[dict], title: str = "") -> Path:
     """Three panels: train/val loss, train/val macro F1 (best epoch starred), learning rates (log scale)."""
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in rows]
     lowered = [r["epoch"] for r in rows if r.get("lr_lowered")]
-    fig = Figure(figsize=(13, 3.8), dpi=100)
+    fig = new_figure((13, 3.8))
     axes = fig.subplots(1, 3)
     for ax, key, name in ((axes[0], "loss", "loss"), (axes[1], "macro_f1", "macro F1")):
         ax.plot(epochs, [r[f"train_{key}"] for r in rows], "o-", ms=3, label="train")
@@ -52,6 +52,4 @@ def draw_curves(path: Path, rows: Sequence[dict], title: str = "") -> Path:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return write_figure(fig, path)
