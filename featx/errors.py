@@ -6,6 +6,18 @@ kinds), 3 weights, 4 store or a full disk, 5 store locked. Set ``FEATX_DEBUG=1``
 """
 
 
+from collections.abc import Iterator
+
+
+def causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and each exception it was raised from or during (``__cause__``, else ``__context__``), once each."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 class FeatxError(Exception):
     """Base class of the errors featx reports to users as one line."""
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import DiskFullError
+from .errors import DiskFullError, causes
 from .faults import fault
 
 DISK_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EIO) if e is not None)
@@ -48,22 +48,24 @@ def is_disk_error(exc: BaseException) -> bool:
     return _errno(exc) is not None
 
 
+def unreported_disk_error(exc: BaseException) -> bool:
+    """A disk error (:func:`is_disk_error`) not yet turned into a :class:`DiskFullError`."""
+    return isinstance(exc, Exception) and not isinstance(exc, DiskFullError) and is_disk_error(exc)
+
+
 def _errno(exc: BaseException | None) -> int | None:
     """The disk errno of ``exc`` or of an exception it was raised from (h5py keeps it only in the text)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
-            return exc.errno
-        text = str(exc)
-        for e in DISK_ERRNOS:
-            if f"errno = {e}," in text or f"errno = {e} " in text:
-                return e
+    for e in causes(exc):
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+            return e.errno
+        text = str(e)
+        for code in DISK_ERRNOS:
+            if f"errno = {code}," in text or f"errno = {code} " in text:
+                return code
         if "Disk quota exceeded" in text:
             return getattr(errno, "EDQUOT", None)
         if "No space left on device" in text:
             return errno.ENOSPC
-        exc = exc.__cause__ or exc.__context__
     return None
 
 
@@ -119,7 +121,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
         except OSError:
             pass
-        if isinstance(exc, Exception) and not isinstance(exc, DiskFullError) and is_disk_error(exc):
+        if unreported_disk_error(exc):
             raise disk_error(path, exc, kept="the previous file, if any, is unchanged") from exc
         raise
 

@@ -16,7 +16,7 @@ from typing import Callable
 import typer
 from typer.core import TyperGroup
 
-from ..errors import FeatxError
+from ..errors import FeatxError, causes
 from ..files import disk_error, is_disk_error
 from ..report.runs import printable
 
@@ -56,11 +56,10 @@ def describe(exc: BaseException) -> str:
 
 def _filename(exc: BaseException) -> str | None:
     """The file an ``OSError`` (or one it was raised from) names, if any."""
-    while exc is not None:
-        if isinstance(exc, OSError) and exc.filename is not None:
-            return os.fsdecode(exc.filename) if isinstance(exc.filename, bytes) else str(exc.filename)
-        exc = exc.__cause__ or exc.__context__
-    return None
+    named = next((e.filename for e in causes(exc) if isinstance(e, OSError) and e.filename is not None), None)
+    if named is None:
+        return None
+    return os.fsdecode(named) if isinstance(named, bytes) else str(named)
 
 
 def handles_errors(fn: Callable) -> Callable:

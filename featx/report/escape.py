@@ -45,6 +45,11 @@ def script_json(obj) -> str:
 
 # ---------------------------------------------------------------- Markdown
 
+def _flat(text) -> str:
+    """``text`` printable and on one line: line breaks and other control characters become spaces."""
+    return "".join(c if c.isprintable() else " " for c in printable(str(text)))
+
+
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&#$!])")
 _MD_LINE_START = re.compile(r"^(\s*)([-+](?=\s|$)|\d{1,9}(?=[.)](\s|$)))")
 
@@ -54,7 +59,7 @@ def md_text(text) -> str:
     emphasis, code, links, images, raw HTML, entities, math, headings or a table column (``\\ ` * _ [ ] < > | ~
     & # $ !``) is backslash-escaped; line breaks and other control characters become spaces; a leading ``- ``,
     ``+ `` or ``1. `` cannot start a list. Numbers (``-0.5``, ``0.812``) come out unchanged."""
-    s = "".join(c if c.isprintable() else " " for c in printable(str(text)))
+    s = _flat(text)
     s = _MD_SPECIAL.sub(r"\\\1", s)
     return _MD_LINE_START.sub(lambda m: m.group(1) + ("\\" + m.group(2) if not m.group(2).isdigit()
                                                         else m.group(2) + "\\"), s)
@@ -64,7 +69,7 @@ def md_code(text) -> str:
     """``text`` as one Markdown code span (shown verbatim, nothing inside is markup): fenced by more
     backticks than the longest run inside it; line breaks become spaces. Not for table cells (a ``|``
     still splits a cell there): use :func:`md_text`."""
-    s = "".join(c if c.isprintable() else " " for c in printable(str(text)))
+    s = _flat(text)
     runs = [len(r) for r in re.findall(r"`+", s)]
     fence = "`" * (max(runs, default=0) + 1)
     pad = " " if s.startswith(("`", " ")) or s.endswith(("`", " ")) else ""

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from ..config import SCHEMA_VERSION, ExtractCfg
-from ..errors import StoreError
+from ..errors import StoreError, causes
 from ..files import is_disk_error
 
 FORMAT = "featx-features"
@@ -70,14 +70,7 @@ _UNCLOSABLE: list[h5py.File] = []  # files HDF5 failed to close even writing now
 def is_write_failure(exc: BaseException) -> bool:
     """Whether ``exc`` (or one it came from) is a failed write: a full disk, a quota, an I/O error, or any
     other error HDF5 reports as ``file write failed``."""
-    seen = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if "file write failed" in str(e):
-            return True
-        e = e.__cause__ or e.__context__
-    return is_disk_error(exc)
+    return any("file write failed" in str(e) for e in causes(exc)) or is_disk_error(exc)
 
 
 def _sink(size: int) -> int:

@@ -36,9 +36,9 @@ import h5py
 import numpy as np
 
 from ..config import ExtractCfg
-from ..errors import DiskFullError, StoreError
+from ..errors import StoreError, causes
 from ..faults import fault
-from ..files import disk_error, free_bytes, is_disk_error
+from ..files import disk_error, free_bytes, is_disk_error, unreported_disk_error
 from .lock import store_lock
 from .schema import (FAILED_DATASETS, JSON_ATTRS, ROW_DATASETS, close_discarding, committed_rows, decode_attrs,
                      encode_strs, format_problem, generation, is_access_error, is_write_failure, library_versions,
@@ -408,14 +408,7 @@ def _kept(path: Path) -> str:
 
 def _need(exc: BaseException) -> int | None:
     """The estimate a :class:`NoRoom` refusal (``exc`` or one it came from) was made on."""
-    seen = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, NoRoom):
-            return e.need
-        e = e.__cause__ or e.__context__
-    return None
+    return next((e.need for e in causes(exc) if isinstance(e, NoRoom)), None)
 
 
 def check_target(path: Path) -> None:
@@ -446,7 +439,7 @@ def open_writer(path: str | Path, cfg: ExtractCfg, *, overwrite: bool = False) -
             w = StoreWriter(staged if overwrite else path,
                             _reopen(path, cfg) if path.exists() and not overwrite else None)
         except Exception as exc:
-            if not isinstance(exc, DiskFullError) and is_disk_error(exc):
+            if unreported_disk_error(exc):
                 raise disk_error(path, exc, kept=_kept(path)) from exc
             raise
         try:
@@ -456,7 +449,7 @@ def open_writer(path: str | Path, cfg: ExtractCfg, *, overwrite: bool = False) -
             w.close(discard=is_write_failure(exc))
             if overwrite:
                 staged.unlink(missing_ok=True)
-            if isinstance(exc, Exception) and not isinstance(exc, DiskFullError) and is_disk_error(exc):
+            if unreported_disk_error(exc):
                 kept = "the store is as it was before this run" if overwrite and path.exists() else _kept(path)
                 raise disk_error(path, exc, kept=kept, need=_need(exc)) from exc
             raise
