@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from . import env
 
 SCHEMA_VERSION = 2
 """Version of the HDF5 store layout (bumped when the layout changes; v2 added file stats and precision)."""
@@ -26,7 +27,8 @@ RUNTIMES = ("auto", "torch", "openvino")
 
 def cache_dir() -> Path:
     """Default home of stores and caches: ``$FEATX_CACHE`` or ``./cache``."""
-    return Path(os.environ.get("FEATX_CACHE", "cache"))
+    value = env.CACHE.get()
+    return Path("cache" if value is None else value)
 
 
 @dataclass(frozen=True)

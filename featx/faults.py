@@ -16,8 +16,8 @@ import signal
 import time
 from collections import Counter
 
-FAULT_ENV = "FEATX_FAULT"
-DELAY_ENV = "FEATX_DELAY"
+from . import env
+
 ERRNOS = {"enospc": (errno.ENOSPC, "No space left on device"), "edquot": (errno.EDQUOT, "Disk quota exceeded"),
           "eio": (errno.EIO, "Input/output error")}
 _passes: Counter = Counter()
@@ -37,12 +37,12 @@ def _parse(spec: str) -> tuple[str, int, str]:
 
 def fault(point: str) -> None:
     """Act on ``point`` if ``$FEATX_FAULT`` or ``$FEATX_DELAY`` names it; otherwise nothing."""
-    delay = os.environ.get(DELAY_ENV, "")
+    delay = env.DELAY.get() or ""
     if delay:
         name, _, seconds = delay.rpartition(":")
         if name == point:
             time.sleep(float(seconds))
-    spec = os.environ.get(FAULT_ENV, "")
+    spec = env.FAULT.get() or ""
     if not spec:
         return
     name, nth, kind = _parse(spec)

@@ -19,7 +19,8 @@ from pathlib import Path
 FEATX = Path(__file__).resolve().parents[1] / "featx"
 
 LAYERS = [
-    {"featx.config", "featx.errors", "featx.stats", "featx.faults"},  # leaves: import nothing of featx
+    {"featx.env"},  # the environment variables featx reads, read only there
+    {"featx.config", "featx.errors", "featx.stats", "featx.faults"},  # leaves: import nothing of featx but env
     {"featx.files"},  # safe writes (temporary name, rename) and disk-full errors: above the leaves, below all else
     {"featx.data", "featx.backbones"},
     {"featx.store", "featx.engine", "featx.report"},

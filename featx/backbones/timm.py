@@ -3,10 +3,9 @@ Hugging Face hub (read from its cache offline, failing fast when it is unreachab
 
 from __future__ import annotations
 
-import os
-
 from torch import nn
 
+from .. import env
 from ..errors import WeightsError
 from .registry import register_builder
 from .weights import load_package_weights
@@ -26,7 +25,7 @@ def _timm(arch: str, weights: str | None) -> nn.Module:
     pcfg = timm.create_model(name, pretrained=False).pretrained_cfg
     repo = pcfg.get("hf_hub_id") or ""
     cached = _hf_cached(repo)
-    where = os.environ.get("HF_HUB_CACHE", "~/.cache/huggingface/hub")
+    where = (env.HF_HUB_CACHE.get() or "~/.cache/huggingface/hub")
     if cached is None and not _online("huggingface.co"):
         raise WeightsError(f"--weights imagenet: timm weights {repo or name} are not in the Hugging Face cache "
                            f"({where}) and huggingface.co is unreachable; run once with internet, or pass "

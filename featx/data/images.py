@@ -11,17 +11,17 @@ is uint8 HWC so workers ship 4x fewer bytes; normalisation happens on the batch.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from .. import env
 from ..config import DataCfg
 from .tars import TarMember
 
-MAX_PIXELS = int(os.environ.get("FEATX_MAX_PIXELS", 30_000 * 30_000))
+MAX_PIXELS = int(env.MAX_PIXELS.get() or 30_000 * 30_000)
 """Decoded images above this many pixels are refused (recorded as failed)."""
 
 _INTERP = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,

@@ -6,6 +6,8 @@ import functools
 import os
 from pathlib import Path
 
+from .. import env
+
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 """x86 CPU flags that mean native bfloat16 arithmetic (AVX-512 BF16 on Cooper Lake / Zen 4+, AMX on Sapphire Rapids+)."""
 
@@ -33,9 +35,9 @@ def native_bf16() -> str | None:
 
     ``FEATX_CPU_BF16=0|1`` overrides the probe (for machines whose /proc/cpuinfo hides flags).
     """
-    forced = os.environ.get("FEATX_CPU_BF16")
+    forced = env.flag(env.CPU_BF16)
     if forced is not None:
-        return "FEATX_CPU_BF16=1" if forced.strip() not in ("", "0", "false", "no") else None
+        return "FEATX_CPU_BF16=1" if forced else None
     flags = cpu_flags()
     return next((f for f in reversed(BF16_FLAGS) if f in flags), None)
 
@@ -46,7 +48,8 @@ def gpu_visible() -> bool:
     A cheap guess made without importing torch; ``--device auto`` uses it to choose the runtime,
     and torch has the last word once it is imported.
     """
-    if os.environ.get("CUDA_VISIBLE_DEVICES", "x").strip() in ("", "-1"):
+    visible = env.CUDA_VISIBLE_DEVICES.get()
+    if visible is not None and visible.strip() in ("", "-1"):
         return False
     gpus = Path("/proc/driver/nvidia/gpus")
     return (gpus.is_dir() and any(gpus.iterdir())) or Path("/dev/nvidia0").exists()

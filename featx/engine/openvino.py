@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import threading
 from collections import deque
@@ -22,6 +21,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from .. import env
 from ..config import ExtractCfg, cache_dir
 from ..errors import OptionError
 from .cpu import usable_cpus
@@ -31,7 +31,6 @@ from .runtime import Embedder
 EXPORT_VERSION = 1
 """Bumped when the exported graph changes (its inputs, outputs or what it computes)."""
 
-MODELS_ENV = "FEATX_MODELS"
 OV_PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
 
@@ -41,7 +40,7 @@ class ExportError(Exception):
 
 def models_dir() -> Path:
     """Home of converted networks: ``$FEATX_MODELS``, else ``<cache>/models``."""
-    return Path(os.environ.get(MODELS_ENV) or cache_dir() / "models")
+    return Path(env.MODELS.get() or cache_dir() / "models")
 
 
 def openvino_version() -> str:

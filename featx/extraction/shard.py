@@ -9,7 +9,6 @@ or a torchrun rank (``RANK`` / ``WORLD_SIZE``; ``LOCAL_RANK`` picks the GPU). Ea
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .. import env
 from ..errors import OptionError
 from ..store.merge import shard_path
 
@@ -65,26 +65,25 @@ def parse_shard(text: str) -> Shard:
     return Shard(int(m.group(1)), int(m.group(2)))
 
 
-def _int(env: Mapping[str, str], name: str) -> int | None:
-    value = env.get(name, "").strip()
+def _int(environ: Mapping[str, str] | None, var: env.Var) -> int | None:
+    value = (var.get(environ) or "").strip()
     return int(value) if value.lstrip("-").isdigit() else None
 
 
-def detect_shard(env: Mapping[str, str] | None = None) -> Shard | None:
+def detect_shard(environ: Mapping[str, str] | None = None) -> Shard | None:
     """The shard a SLURM array task or a torchrun rank should take, or None outside them."""
-    env = os.environ if env is None else env
-    task = _int(env, "SLURM_ARRAY_TASK_ID")
+    task = _int(environ, env.SLURM_ARRAY_TASK_ID)
     if task is not None:
-        lo, hi = _int(env, "SLURM_ARRAY_TASK_MIN") or 0, _int(env, "SLURM_ARRAY_TASK_MAX")
-        count = _int(env, "SLURM_ARRAY_TASK_COUNT") or (hi - lo + 1 if hi is not None else None)
+        lo, hi = _int(environ, env.SLURM_ARRAY_TASK_MIN) or 0, _int(environ, env.SLURM_ARRAY_TASK_MAX)
+        count = _int(environ, env.SLURM_ARRAY_TASK_COUNT) or (hi - lo + 1 if hi is not None else None)
         if count and count > 1:
             if hi is not None and hi - lo + 1 != count:
                 raise OptionError(f"SLURM array {lo}-{hi} has {count} tasks with gaps or a step; featx shards need "
                                   "a contiguous array (--array=0-N) or an explicit --shard i/n")
             return Shard(task - lo, count, "SLURM_ARRAY_TASK_ID")
-    rank, world = _int(env, "RANK"), _int(env, "WORLD_SIZE")
+    rank, world = _int(environ, env.RANK), _int(environ, env.WORLD_SIZE)
     if rank is not None and world and world > 1:
-        return Shard(rank, world, "torchrun RANK", _int(env, "LOCAL_RANK"))
+        return Shard(rank, world, "torchrun RANK", _int(environ, env.LOCAL_RANK))
     return None
 
 

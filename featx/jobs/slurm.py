@@ -7,7 +7,6 @@ per task under ``logs/``) and submits it with ``sbatch``; ``dry_run`` only print
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
-from .. import __version__
+from .. import __version__, env
 from ..errors import FeatxError, OptionError
 from ..files import write_text
 from ..report.escape import comment_text, sbatch_name, sbatch_value
@@ -97,10 +96,10 @@ def sbatch(script: Path, *, wait: bool = False) -> str:
 
 def current_task() -> str | None:
     """This SLURM job's id as ``scontrol`` names it (``<array job>_<task>`` for an array task), or None."""
-    env = os.environ
-    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
-        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
-    return env.get("SLURM_JOB_ID")
+    job, task = env.SLURM_ARRAY_JOB_ID.get(), env.SLURM_ARRAY_TASK_ID.get()
+    if job and task:
+        return f"{job}_{task}"
+    return env.SLURM_JOB_ID.get()
 
 
 def requeue_self() -> str | None:

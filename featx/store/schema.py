@@ -16,6 +16,7 @@ from typing import Iterator, Sequence
 import h5py
 import numpy as np
 
+from .. import env
 from ..config import SCHEMA_VERSION, ExtractCfg
 from ..errors import StoreError, causes
 from ..files import is_disk_error
@@ -60,7 +61,7 @@ def open_h5(path: Path, mode: str = "r") -> h5py.File:
         if not is_lock_error(exc):
             raise
         raise StoreError(f"{path}: HDF5 refused a file lock ({str(exc).splitlines()[0]}) because "
-                         f"HDF5_USE_FILE_LOCKING={os.environ.get('HDF5_USE_FILE_LOCKING')} is set; unset it or set "
+                         f"HDF5_USE_FILE_LOCKING={env.HDF5_USE_FILE_LOCKING.get()} is set; unset it or set "
                          "it to FALSE (featx guards writers with its own lock)") from None
 
 
