@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featx.analysis import analyze, project
+from featx.analysis import project, scoring, transfer
 
 DIM, CLASSES, SOURCE = 1280, 10, 1000
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +124,7 @@ def narrow(args) -> list[str]:
         F, y, logits = synthetic(n)
         print(f"n={n}: scores", flush=True)
         t = time.perf_counter()
-        _, note, sec = analyze.compute_scores(F, y, logits, max_rows=args.max_rows)
+        _, note, sec = scoring.compute_scores(F, y, logits, max_rows=args.max_rows)
         total = time.perf_counter() - t
         notes[n] = note
         for key, s in sec.items():
@@ -237,7 +237,7 @@ def wide(args) -> list[str]:
             code = max(r[2] for r in runs)
             s = next(iter(json.loads((out / "scores.json").read_text()).values())) if code == 0 else {}
             reduced = [k for k, v in s.get("score_dims", {}).items() if v is not None and v != s.get("dim")]
-            nulls = [k for k in analyze.SCORE_KEYS if s.get(k) is None]
+            nulls = [k for k in transfer.score_keys() if s.get(k) is None]
             span = (lambda v, f: f"{min(v):{f}} / {max(v):{f}}" if len(v) > 1 else f"{v[0]:{f}}")
             md.append(f"| {label} | {s.get('n', 0):,} x {s.get('dim', 0):,} | {span(walls, '.1f')} | "
                       f"{span(peaks, '.2f')} | {code} | {', '.join(reduced) or 'none'} | {', '.join(nulls) or 'none'} |")

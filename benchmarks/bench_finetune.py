@@ -79,13 +79,14 @@ def part_speed(data: Path, workers: int | None) -> dict:
 
 
 def part_monet(data: Path, cfg: FinetuneCfg, tmp: Path, workers: int | None) -> dict:
+    from featx.extraction.options import ExtractOptions
     from featx.extraction.run import extract
-    from featx.learn.fit import fit_stores
+    from featx.learn.fit import FitOptions, fit_stores
     from featx.store.reader import load_features
 
     out: dict = {"settings": cfg.to_dict()}
     t0 = time.perf_counter()
-    frozen = extract("efficientnet_lite0", data, out=tmp / "frozen.h5", progress=False, workers=workers)
+    frozen = extract(ExtractOptions("efficientnet_lite0", data, out=tmp / "frozen.h5", progress=False, workers=workers))
     out["frozen_extract_s"] = time.perf_counter() - t0
     fs = load_features(frozen.path)
     out["frozen"] = classifiers(fs.features, fs.labels, fs.split, list(fs.classes))
@@ -96,12 +97,12 @@ def part_monet(data: Path, cfg: FinetuneCfg, tmp: Path, workers: int | None) -> 
     out["network"].update(seconds=res.seconds, trunk_seconds=res.trunk_seconds, best_epoch=res.best_epoch + 1,
                           epochs_run=len(res.history))
     t0 = time.perf_counter()
-    tuned = extract("efficientnet_lite0", data, weights=str(res.best), out=tmp / "tuned.h5", progress=False,
-                    workers=workers)
+    tuned = extract(ExtractOptions("efficientnet_lite0", data, weights=str(res.best), out=tmp / "tuned.h5",
+                                   progress=False, workers=workers))
     out["tuned_extract_s"] = time.perf_counter() - t0
     ts = load_features(tuned.path)
     out["tuned"] = classifiers(ts.features, ts.labels, ts.split, list(ts.classes))
-    _, entries = fit_stores([fs, ts], "linearsvc", out=tmp / "leaderboard")
+    _, entries = fit_stores([fs, ts], FitOptions(clf="linearsvc", out=tmp / "leaderboard"))
     out["leaderboard"] = [(m["label"], m["accuracy"], m["macro_f1"]) for m, _ in entries]
     log(f"monet network {out['network']}, tuned features {out['tuned']}")
     return out

@@ -52,9 +52,10 @@ def seeds_head(X: np.ndarray, y: np.ndarray, split: np.ndarray, n_classes: int, 
 
 
 def store_for(data: Path) -> Path:
+    from featx.extraction.options import ExtractOptions
     from featx.extraction.run import extract
 
-    return extract("efficientnet_lite0", data, progress=False).path
+    return extract(ExtractOptions("efficientnet_lite0", data, progress=False)).path
 
 
 def main() -> None:

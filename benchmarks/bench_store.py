@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from featx.data.discover import load_dataset
-from featx.extraction.plan import SyncOptions, plan_extraction, store_meta, store_state
+from featx.extraction.options import ExtractOptions, SyncOptions
+from featx.extraction.plan import plan_extraction, store_meta, store_state
 from featx.store.writer import open_writer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ def make_tree(root: Path, n: int, per_folder: int = 1000) -> Path:
 
 def write_store(data: Path, out: Path) -> None:
     """A complete pixels store over every file of ``data``, made from the discovered stats (no decoding)."""
-    plan = plan_extraction("pixels", data, out=out)
+    plan = plan_extraction(ExtractOptions("pixels", data, out=out))
     ds = plan.dataset
     cfg = plan.cfg
     with open_writer(out, cfg) as w:
@@ -93,7 +94,7 @@ def main() -> None:
             data = make_tree(tmp / f"tree{n}", n)
             out = tmp / f"tree{n}.h5"
             write_store(data, out)
-            plan = plan_extraction("pixels", data, out=out)
+            plan = plan_extraction(ExtractOptions("pixels", data, out=out))
             row = {"files": n,
                    "discover_s": best(lambda: load_dataset(data)),
                    "compare_s": best(lambda: store_state(plan, SyncOptions())),

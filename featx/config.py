@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,12 @@ TTAS = ("none", "hflip")
 DTYPES = ("float32", "float16")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 RUNTIMES = ("auto", "torch", "openvino")
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def device_problem(device: str) -> str | None:
+    """Why ``device`` is not auto, cpu, cuda, cuda:N or mps (None when it is one): ``--device``'s one check."""
+    return None if DEVICE.fullmatch(device) else f"{device!r} is not one of auto, cpu, cuda, cuda:N, mps"
 
 
 def cache_dir() -> Path:

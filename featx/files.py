@@ -33,11 +33,17 @@ def free_bytes(path: str | Path) -> int | None:
     return None
 
 
-def human(n: float) -> str:
-    """1536 -> '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def human(n: float, smallest: str = "B", largest: str = "TiB") -> str:
+    """1536 -> '1.5 KiB': the first unit from ``smallest`` to ``largest`` that holds ``n`` under 1024,
+    whole numbers in ``smallest`` (``human(3e8, "MiB", "GiB")`` -> '286 MiB')."""
+    units = UNITS[UNITS.index(smallest):UNITS.index(largest) + 1]
+    n /= 1024 ** UNITS.index(smallest)
+    for unit in units:
+        if abs(n) < 1024 or unit == units[-1]:
+            return f"{n:.0f} {unit}" if unit == units[0] else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError  # pragma: no cover
 

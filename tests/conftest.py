@@ -46,10 +46,11 @@ def styles_dir() -> Path:
 
 
 def _extract(tmp_path_factory, name: str, backbone: str, data: Path, **kw) -> Path:
+    from featx.extraction.options import ExtractOptions
     from featx.extraction.run import extract
 
     out = tmp_path_factory.mktemp("stores") / f"{name}.h5"
-    extract(backbone, data, out=out, progress=False, **kw)
+    extract(ExtractOptions(backbone, data, out=out, progress=False, **kw))
     return out
 
 

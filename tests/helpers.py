@@ -21,6 +21,13 @@ def copy_subset(src: Path, dst: Path, per_class: int, split: str | None = None) 
     return dst
 
 
+def split_subset(src: Path, dst: Path, per_split: dict[str, int]) -> Path:
+    """A train/val/test copy of ``src`` with ``per_split[split]`` images per class of each split."""
+    for split, n in per_split.items():
+        copy_subset(src, dst / split, n, split=split)
+    return dst
+
+
 def rgb(seed: int, size=(64, 48)) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), "RGB")

@@ -5,16 +5,27 @@
   ``engine/export.py``; torch, torchvision and timm only in ``engine/embed.py`` and ``engine/export.py``
   (the PyTorch runtime and the conversion), the builders (and ``backbones/blocks.py``), ``learn/predict.py``
   and ``learn/finetune/``.
-* ``learn/classify.py``, ``analysis/transfer.py`` and ``analysis/project.py`` take arrays: no store,
-  no backbone, no torch.
-* No private name (``_x``) is used outside the package that defines it.
+* ``learn/classify.py``, ``analysis/transfer.py`` (with its score ``registry.py``) and ``analysis/project.py``
+  take arrays: no store, no backbone, no torch.
+* No private name (``_x``) is used outside the module that defines it: a helper two modules share is public
+  (or lives in the one that uses it). A private module (``_common``) may be imported within its package.
+* No cycle between modules, lazy imports included. The graph has one node per module; a package's
+  ``__init__`` is the node of the package's name, reached only by what is imported *from* it (``import pkg``,
+  ``from pkg import name``): ``from pkg import sub`` and ``import pkg.sub`` of a submodule reach ``pkg.sub``
+  alone (the parent ``__init__`` runs first, but the importer uses none of it). ``featx/__init__.py``'s lazy
+  names are strings for ``importlib``, so they add no edge; a package's ``__init__`` that imports its own
+  submodules (re-exports, registration) is an edge like any other, and a submodule taking a name back
+  from it closes a cycle.
 """
 
 from __future__ import annotations
 
 import ast
 import shutil
+from collections import deque
 from pathlib import Path
+
+import pytest
 
 FEATX = Path(__file__).resolve().parents[1] / "featx"
 
@@ -38,13 +49,15 @@ ONLY_IN = {
     "openvino": ("featx/engine/openvino.py", "featx/engine/export.py"),
     **{lib: ("featx/engine/embed.py", "featx/engine/export.py", "featx/backbones/build.py", "featx/backbones/torchvision.py",
              "featx/backbones/timm.py", "featx/backbones/pixels.py", "featx/backbones/tap.py",
-             "featx/backbones/catalog.py", "featx/backbones/weights.py", "featx/backbones/blocks.py",
+             "featx/backbones/describe.py", "featx/backbones/weights.py", "featx/backbones/weights_ref.py", "featx/backbones/blocks.py",
              "featx/learn/predict.py", "featx/learn/finetune/")
        for lib in ("torch", "torchvision", "timm")},
 }
 
-ARRAYS_ONLY = {"featx/learn/classify.py", "featx/analysis/transfer.py", "featx/analysis/project.py"}
-ARRAYS_MAY_USE = {"featx.errors", "featx.stats", "featx.config", "featx.analysis.transfer"}
+ARRAYS_ONLY = {"featx/learn/classify.py", "featx/analysis/transfer.py", "featx/analysis/registry.py",
+               "featx/analysis/project.py"}
+ARRAYS_MAY_USE = {"featx.errors", "featx.stats", "featx.config", "featx.analysis.transfer",
+                  "featx.analysis.registry"}
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -75,7 +88,8 @@ def _imports_of(node: ast.AST, path: Path, root: Path):
         subs = [n for n in names if _is_module(f"{target}.{n}", root)]
         for n in subs:
             yield node.lineno, f"{target}.{n}", []
-        yield node.lineno, target, [n for n in names if n not in subs]
+        if len(subs) < len(names):  # names taken from the module itself, not only its submodules
+            yield node.lineno, target, [n for n in names if n not in subs]
 
 
 def _imports(path: Path, root: Path):
@@ -119,17 +133,106 @@ def check(root: Path = FEATX) -> list[str]:
             if rel in ARRAYS_ONLY and target != ROOT and not any(
                     target == m or target.startswith(m + ".") for m in ARRAYS_MAY_USE):
                 problems.append(f"{where}: {here} works on arrays but imports {target}")
-            private = [n for n in names if n.startswith("_") and n != "__version__"]
-            if private and _defining_package(target, root) != here_package:
+            private = [n for n in names if _private(n)]
+            if private and target != here:
                 problems.append(f"{where}: uses private {', '.join(private)} of {target}")
+            if any(_private(p) for p in target.split(".")) and not _within(here_package, target):
+                problems.append(f"{where}: uses private module {target} outside its package")
         for line, target, name in _private_attributes(path, root):
-            if _defining_package(target, root) != here_package:
+            if target != here:
                 problems.append(f"{rel}:{line}: uses private {name} of {target}")
-    return problems
+    return problems + _cycles(root)
 
 
-def _defining_package(target: str, root: Path) -> str:
-    return target if (root.parent / target.replace(".", "/")).is_dir() else target.rpartition(".")[0]
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _within(package: str, module: str) -> bool:
+    """``module``'s private parts all lie inside ``package`` (``featx.cli._common`` from ``featx.cli``)."""
+    parts = module.split(".")
+    first = next(i for i, p in enumerate(parts) if _private(p))
+    return package == ".".join(parts[:first]) or package.startswith(".".join(parts[:first]) + ".")
+
+
+def import_graph(root: Path = FEATX) -> dict[str, dict[str, str]]:
+    """module -> {featx module it imports: where (``file:line`` of the first such import)}."""
+    graph: dict[str, dict[str, str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        here = _module_name(path, root)
+        edges = graph.setdefault(here, {})
+        for line, target, _ in _imports(path, root):
+            if target.split(".")[0] == root.name and target != here and _is_module(target, root):
+                edges.setdefault(target, f"{path.relative_to(root.parent).as_posix()}:{line}")
+    return graph
+
+
+def _shortest_path(graph: dict[str, dict[str, str]], start: str, goal: str, within: set[str]) -> list[str] | None:
+    before = {start: start}
+    todo = deque([start])
+    while todo:
+        node = todo.popleft()
+        if node == goal:
+            path = [goal]
+            while path[-1] != start:
+                path.append(before[path[-1]])
+            return path[::-1]
+        for nxt in sorted(graph.get(node, {})):
+            if nxt in within and nxt not in before:
+                before[nxt] = node
+                todo.append(nxt)
+    return None
+
+
+def _components(graph: dict[str, dict[str, str]]) -> list[set[str]]:
+    """The strongly connected sets of more than one module (Tarjan's algorithm, without recursion)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+    for top in sorted(graph):
+        if top in index:
+            continue
+        index[top] = low[top] = len(index)
+        stack.append(top)
+        work = [(top, iter(sorted(graph[top])))]
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                members = set(stack[stack.index(node):])
+                del stack[stack.index(node):]
+                if len(members) > 1:
+                    found.append(members)
+    return found
+
+
+def _cycles(root: Path) -> list[str]:
+    """One line per import cycle: for each import inside a strongly connected set of modules, the shortest
+    cycle through it (each cycle once, starting at its first module in sorted order)."""
+    graph = import_graph(root)
+    cycles = set()
+    for members in _components(graph):
+        for a in sorted(members):
+            for b in sorted(graph[a]):
+                back = _shortest_path(graph, b, a, members) if b in members else None
+                if back:
+                    loop = [a, *back[:-1]]
+                    k = loop.index(min(loop))
+                    cycles.add(tuple(loop[k:] + loop[:k]))
+    return [f"import cycle: {' -> '.join((*c, c[0]))} "
+            f"({', '.join(graph[x][y] for x, y in zip(c, (*c[1:], c[0])))})" for c in sorted(cycles)]
 
 
 def _private_attributes(path: Path, root: Path):
@@ -146,7 +249,7 @@ def _private_attributes(path: Path, root: Path):
                     aliases[bound] = full
     for node in ast.walk(tree):
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                and node.attr.startswith("_") and not node.attr.startswith("__")):
+                and _private(node.attr)):
             yield node.lineno, aliases[node.value.id], node.attr
 
 
@@ -162,12 +265,17 @@ def _plant(tmp_path: Path, rel: str, line: str) -> Path:
     return copy
 
 
+@pytest.mark.slow
 def test_a_planted_upward_import_is_caught(tmp_path):
-    problems = check(_plant(tmp_path, "store/reader.py", "import featx.cli"))
+    before = set(check())  # empty, unless the first test fails too
+    problems = [p for p in check(_plant(tmp_path, "store/reader.py", "import featx.cli")) if p not in before]
     assert any("featx/store/reader.py" in p and "imports featx.cli, which is above it" in p for p in problems)
-    assert len(problems) == 1
+    cycles = [p for p in problems if p.startswith("import cycle")]  # featx.cli imports all: it closes circles
+    assert cycles and all("featx.store.reader -> featx.cli" in p for p in cycles)
+    assert len(problems) == len(cycles) + 1
 
 
+@pytest.mark.slow
 def test_planted_sibling_library_and_private_imports_are_caught(tmp_path):
     cases = {
         ("learn/fit.py", "from ..analysis import transfer"): "imports its sibling featx.analysis.transfer",
@@ -184,3 +292,38 @@ def test_planted_sibling_library_and_private_imports_are_caught(tmp_path):
             assert any(expected in p for p in problems), (line, problems)
         else:
             assert any("sibling featx.errors" in p for p in problems), (line, problems)
+
+
+def _fake(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A tiny ``featx`` tree: ``files`` maps paths under it to their text (packages get an ``__init__``)."""
+    root = tmp_path / "featx"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        (folder / "__init__.py").touch()
+    return root
+
+
+@pytest.mark.slow
+def test_planted_cycles_and_private_imports_are_caught(tmp_path):
+    root = _fake(tmp_path, {
+        "data/a.py": "def lazy():\n    from .b import g\n",  # a function-level import counts
+        "data/b.py": "from .c import h\n",
+        "data/c.py": "from . import a\n",
+        "data/d.py": "from .a import _helper\n",  # a sibling module's private name
+        "data/e.py": "from . import a\na._helper()\n",
+        "store/__init__.py": "from .reader import load\n",  # a re-export: no cycle while nothing takes it back
+        "store/reader.py": "from . import schema\nload = 1\n",
+        "store/schema.py": "",
+        "report/__init__.py": "from .plots import save\nVERSION = 1\n",
+        "report/plots.py": "from . import VERSION\n",  # takes a name back from its package's __init__
+    })
+    assert sorted(check(root)) == [
+        "featx/data/d.py:1: uses private _helper of featx.data.a",
+        "featx/data/e.py:2: uses private _helper of featx.data.a",
+        "import cycle: featx.data.a -> featx.data.b -> featx.data.c -> featx.data.a "
+        "(featx/data/a.py:2, featx/data/b.py:1, featx/data/c.py:1)",
+        "import cycle: featx.report -> featx.report.plots -> featx.report "
+        "(featx/report/__init__.py:1, featx/report/plots.py:1)",
+    ]

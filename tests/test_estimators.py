@@ -9,6 +9,7 @@ import importlib
 import inspect
 import pkgutil
 
+import pytest
 from sklearn.base import BaseEstimator
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -41,6 +42,7 @@ def test_the_walk_finds_featx_estimators():
     assert {"LinearSVCCalibrated", "BlockL2Normalizer", "Projector"} <= names
 
 
+@pytest.mark.slow
 @parametrize_with_checks([cls() for cls in ESTIMATORS])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)

@@ -11,6 +11,8 @@ import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
+
 import featx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +33,7 @@ def test_floors_are_stated_for_every_dependency():
     assert pins["scikit-learn"] and pins["torch"] and len(pins) >= 15
 
 
+@pytest.mark.slow
 def test_tests_needing_the_paintings_skip_with_where_they_come_from(tmp_path):
     env = {**os.environ, "FEATX_SHARED_DATA": str(tmp_path / "no-such-data")}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",

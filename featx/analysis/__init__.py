@@ -1,3 +1,4 @@
-"""Analysis of features, the third stage: ``transfer`` (transferability scores on arrays), ``project``
-(projections and neighbourhoods on arrays), ``views`` (their files for one store) and ``analyze``
-(stores -> scores, views, summary)."""
+"""Analysis of features, the third stage: ``transfer`` (transferability scores on arrays, each registered in
+``registry``), ``project`` (projections and neighbourhoods on arrays), ``budget`` (memory budget, guarded calls),
+``scoring`` (every score of one store under the budget), ``judge`` (ranks, accuracy, correlations), ``views``
+(the pictures of one store), ``reports`` (tables and summary) and ``analyze`` (stores -> all of it)."""

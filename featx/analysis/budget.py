@@ -1,9 +1,10 @@
 """The memory budget of ``featx analyze --transferability``: what the machine has, ``--max-memory``
 sizes, and the guarded call that turns one score's failure into ``null`` plus a note.
 
-Each score's peak memory is estimated from (n, d, classes) by :func:`featx.analysis.transfer.peak_bytes`
-before it runs; :mod:`featx.analysis.analyze` compares it with the budget and runs the score on the
-features, on their first ``--score-dims`` principal components, or not at all.
+Each score's peak memory is estimated from (n, d, classes) by its registered model
+(:func:`featx.analysis.transfer.peak_bytes`) before it runs; :mod:`featx.analysis.scoring` compares it with
+the budget and runs the score on the features, on their first ``--score-dims`` principal components, or not
+at all.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import OptionError
+from ..files import human
 from .transfer import ScoreWarning
 
 DEFAULT_FRACTION = 0.5
@@ -65,8 +67,8 @@ def parse_size(text: str, flag: str = "--max-memory") -> int:
 
 
 def fmt_bytes(n: float) -> str:
-    """``1.2 GiB``, ``350 MiB``."""
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+    """A size as the budget notes state it, whole MiB below 1 GiB: ``350 MiB``, ``1.2 GiB``."""
+    return human(n, "MiB", "GiB")
 
 
 @dataclass

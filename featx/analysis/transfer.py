@@ -4,6 +4,11 @@ The formulas, pitfalls and known answers follow ``docs/transferability.md``. Eve
 is computed in float64 with NumPy / scikit-learn; no torch, no h5py. ``F`` is an
 n x d feature matrix, ``y`` integer labels (any values; they are re-encoded to 0..C-1),
 ``theta`` an n x Z matrix of source-model probabilities (``softmax(logits)``).
+
+Each score registers itself with :func:`~featx.analysis.registry.register_score`: what it needs, its
+peak-memory model (bytes on top of the n x d features already loaded, from the shapes alone; deliberately
+generous), the options it takes, whether it ranks stores and its cross-fitted variant. A new score is its
+function and its decorator here.
 """
 
 from __future__ import annotations
@@ -15,11 +20,16 @@ from scipy.special import gammaln
 
 from ..stats import binomial_se, encode_labels, majority_accuracy, n_folds
 
+# the registry's public face (like timm.models): whoever reads it from here has the scores below registered
+from .registry import estimate_keys, peak_bytes, ranked_keys, register_score, score_keys, scores  # noqa: F401
+
 LOG_2PI = float(np.log(2 * np.pi))
 BLOCK_BYTES = 64 * 2**20
 """Largest float64 block of F that the Gram-matrix builders hold at once (F itself is never copied whole)."""
 RANK_RTOL = 1e-12
 """Squared singular values below this fraction of the largest count as zero in the Ledoit-Wolf scores."""
+SILHOUETTE_ROWS = 5000
+"""Rows the silhouette is computed on (a random sample when there are more)."""
 
 
 class ScoreWarning(UserWarning):
@@ -47,6 +57,23 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     np.exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)
     return z
+
+
+def _seeded(seed: int, **_) -> dict:
+    """The analyze options a score that only takes ``seed`` takes."""
+    return {"seed": seed}
+
+
+def _small_peak(n: int, d: int, c: int) -> int:
+    """The per-class and per-row arrays every feature score holds beside its main work."""
+    return 8 * (4 * n * c + 4 * d * c + 64 * c * c)
+
+
+def _gram_peak(n: int, d: int, c: int, **_) -> int:
+    """Peak of the Gram-matrix scores: the m x m Gram matrix (m = min(n, d)), its eigenvectors and LAPACK's
+    ``syevd`` workspace (about 2 m^2), plus one float64 block of F."""
+    m = min(n, d)
+    return 32 * m * m + min(2 * BLOCK_BYTES, 16 * n * d) + _small_peak(n, d, c)
 
 
 def _onehot(y: np.ndarray, c: int) -> np.ndarray:
@@ -188,6 +215,7 @@ def _shrunk_quadratic(F: np.ndarray, offsets: np.ndarray, codes: np.ndarray, B: 
 
 # ----------------------------------------------------------------- source-model scores
 
+@register_score("leep", needs="probs", peak=lambda n, d, c, z, **_: 24 * n * z + 8 * c * z)
 def leep(theta: np.ndarray, y: np.ndarray) -> float:
     """LEEP (Nguyen, Hassner, Seeger, Archambeau, "LEEP: A New Measure to Evaluate
     Transferability of Learned Representations", ICML 2020).
@@ -211,6 +239,7 @@ def leep(theta: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.log(eep)))
 
 
+@register_score("nce", needs="top1", ranked=False, cv=("nce_cv", lambda seed, **_: {"cv": 5, "seed": seed}))
 def nce(theta_or_zhat: np.ndarray, y: np.ndarray, *, cv: int | None = None, seed: int = 0,
         smoothing: float = 1.0) -> float:
     """NCE (Tran, Nguyen, Hassner, "Transferability and Hardness of Supervised Classification
@@ -239,6 +268,7 @@ def nce(theta_or_zhat: np.ndarray, y: np.ndarray, *, cv: int | None = None, seed
     return float(ll.mean())
 
 
+@register_score("task_overlap", needs="top1", kwargs=_seeded, estimate=True)
 def task_overlap(theta_or_zhat: np.ndarray, y: np.ndarray, *, cv: int = 5, seed: int = 0) -> Estimate:
     """Task overlap (featx's reading of seed 001's "around 64% of overlapping in tasks").
 
@@ -289,6 +319,8 @@ def _expected_mi(table: np.ndarray) -> float:
     return total
 
 
+@register_score("task_overlap_u", needs="top1", ranked=False,
+                cv=("task_overlap_u_cv", lambda seed, **_: {"method": "cv", "seed": seed}))
 def task_overlap_u(theta_or_zhat: np.ndarray, y: np.ndarray, *, method: str = "ami", cv: int = 5,
                    seed: int = 0) -> float:
     """Uncertainty coefficient U = I(Y; z_hat) / H(Y) = 1 + NCE / H(Y), in [0, 1] (Theil's U;
@@ -359,6 +391,7 @@ def _logme_fixed_point(F: np.ndarray, y: np.ndarray, *, max_iter: int = 100, tol
     return evidence, alpha, beta
 
 
+@register_score("logme", needs="features", peak=_gram_peak)
 def logme(F: np.ndarray, y: np.ndarray, *, max_iter: int = 100, tol: float = 1e-3) -> float:
     """LogME (You, Liu, Wang, Long, "LogME: Practical Assessment of Pre-trained Models for
     Transfer Learning", ICML 2021; fixed-point update from their arXiv 2110.10545).
@@ -372,6 +405,7 @@ def logme(F: np.ndarray, y: np.ndarray, *, max_iter: int = 100, tol: float = 1e-
     return float(evidence.mean() / np.asarray(F).shape[0])
 
 
+@register_score("hscore", needs="features", peak=_gram_peak)
 def hscore(F: np.ndarray, y: np.ndarray, *, rtol: float = 1e-10) -> float:
     """H-score (Bao, Li, Huang, Zhang, Li, Zhang, "An Information-Theoretic Approach to
     Transferability in Task Transfer Learning", ICIP 2019): tr(pinv(cov F) cov G), G_i the
@@ -404,6 +438,7 @@ def _class_means(F: np.ndarray, y: np.ndarray, c: int) -> tuple[np.ndarray, np.n
     return sums / counts[:, None], counts
 
 
+@register_score("hscore_shrink", needs="features", peak=_gram_peak)
 def hscore_shrink(F: np.ndarray, y: np.ndarray) -> float:
     """Shrinkage H-score (Ibrahim, Ponomareva, Mazumder, "Newer is not always better: Rethinking
     transferability metrics, their peculiarities, stability and performance", ECML-PKDD 2022,
@@ -422,6 +457,12 @@ def hscore_shrink(F: np.ndarray, y: np.ndarray) -> float:
     return float((1 - a) * quad)
 
 
+def _gbc_peak(n: int, d: int, c: int, **_) -> int:
+    """A float64 copy of F and its centred copy for PCA."""
+    return 16 * n * d + 8 * 4 * (n + d) * 74 + _small_peak(n, d, c)
+
+
+@register_score("gbc", needs="features", peak=_gbc_peak, kwargs=_seeded)
 def gbc(F: np.ndarray, y: np.ndarray, *, n_components: int = 64, covariance: str = "spherical",
         seed: int = 0) -> float:
     """GBC (Pandy, Agostinelli, Uijlings, Ferrari, Mensink, "Transferability Estimation using
@@ -477,6 +518,15 @@ def cosine_knn(F: np.ndarray, k: int, *, queries: np.ndarray | None = None, chun
     return idx, sim
 
 
+def _knn_peak(n: int, d: int, c: int, **_) -> int:
+    """A normalised float32 copy of F and 2,048-row similarity chunks."""
+    return 8 * n * d + 2048 * n * 16 + _small_peak(n, d, c)
+
+
+@register_score("knn_acc", needs="features", peak=_knn_peak,
+                kwargs=lambda seed, max_rows, k: {"seed": seed, "max_queries": max_rows, "k": k},
+                caveat=lambda n, max_rows: f"knn_acc from {max_rows:,} random query rows of {n:,}"
+                if n > max_rows else None)
 def knn_acc(F: np.ndarray, y: np.ndarray, *, k: int = 10, max_queries: int | None = None,
             seed: int = 0) -> float:
     """Leave-one-out k-nearest-neighbour accuracy with cosine similarity (majority vote,
@@ -502,6 +552,13 @@ def _probe_model(C: float, max_iter: int):
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
 
 
+def _probe_peak(n: int, d: int, c: int, *, max_rows: int = 20000, **_) -> int:
+    """StandardScaler + LogisticRegression over folds: about four float64 copies of its rows."""
+    rows = min(n, max_rows)
+    return 32 * rows * d + 80 * d * c + _small_peak(n, d, c)
+
+
+@register_score("probe_acc", needs="features", peak=_probe_peak, kwargs=_seeded, sample=True)
 def probe_acc(F: np.ndarray, y: np.ndarray, *, cv: int = 5, seed: int = 0, C: float = 1.0,
               max_iter: int = 1000) -> float:
     """Linear-probe balanced accuracy: StandardScaler + LogisticRegression under
@@ -513,9 +570,9 @@ def probe_acc(F: np.ndarray, y: np.ndarray, *, cv: int = 5, seed: int = 0, C: fl
     folds = n_folds(y, cv)
     if folds < 2:
         return float("nan")
-    scores = cross_val_score(_probe_model(C, max_iter), np.asarray(F, dtype=np.float64), y,
-                             scoring="balanced_accuracy", cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
-    return float(scores.mean())
+    per_fold = cross_val_score(_probe_model(C, max_iter), np.asarray(F, dtype=np.float64), y,
+                               scoring="balanced_accuracy", cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+    return float(per_fold.mean())
 
 
 def probe_split_acc(F_fit: np.ndarray, y_fit: np.ndarray, F_eval: np.ndarray, y_eval: np.ndarray, *,
@@ -527,6 +584,7 @@ def probe_split_acc(F_fit: np.ndarray, y_fit: np.ndarray, F_eval: np.ndarray, y_
     return float(np.mean(model.predict(np.asarray(F_eval, dtype=np.float64)) == np.asarray(y_eval)))
 
 
+@register_score("fisher", needs="features", peak=lambda n, d, c, **_: _gram_peak(n, d, c) + 8 * c * d)
 def fisher(F: np.ndarray, y: np.ndarray) -> float:
     """Fisher criterion tr(inv(S_W) S_B) (Fisher, Annals of Eugenics 1936) with the within-class
     covariance S_W shrunk by Ledoit-Wolf (J. Multivariate Analysis 2004) and the between-class
@@ -542,7 +600,16 @@ def fisher(F: np.ndarray, y: np.ndarray) -> float:
     return quad
 
 
-def silhouette(F: np.ndarray, y: np.ndarray, *, sample_size: int = 5000, seed: int = 0) -> float:
+def _silhouette_peak(n: int, d: int, c: int, **_) -> int:
+    """A float32 copy of F, a sample of rows and scikit-learn's chunked distances."""
+    rows = min(n, SILHOUETTE_ROWS)
+    return 4 * n * d + 12 * rows * d + min(16 * rows * rows, 2**30) + _small_peak(n, d, c)
+
+
+@register_score("silhouette", needs="features", peak=_silhouette_peak, kwargs=_seeded,
+                caveat=lambda n, max_rows: f"silhouette on {SILHOUETTE_ROWS:,} random rows of {n:,}"
+                if n > SILHOUETTE_ROWS else None)
+def silhouette(F: np.ndarray, y: np.ndarray, *, sample_size: int = SILHOUETTE_ROWS, seed: int = 0) -> float:
     """Mean silhouette coefficient with cosine distance (Rousseeuw, J. Comput. Appl. Math. 1987)
     on at most ``sample_size`` random rows."""
     from sklearn.metrics import silhouette_score
@@ -555,55 +622,7 @@ def silhouette(F: np.ndarray, y: np.ndarray, *, sample_size: int = 5000, seed: i
                                   random_state=seed))
 
 
-FEATURE_SCORES = {"logme": logme, "hscore": hscore, "hscore_shrink": hscore_shrink, "gbc": gbc,
-                  "knn_acc": knn_acc, "probe_acc": probe_acc, "fisher": fisher, "silhouette": silhouette}
-"""Scores computed from (F, y)."""
-
-SOURCE_SCORES = ("leep", "nce", "task_overlap", "task_overlap_u")
-"""Scores that need the source model's logits."""
-
-ALL_SCORES = SOURCE_SCORES + tuple(FEATURE_SCORES)
-
-
-# ------------------------------------------------------------------- memory and reduction
-
-MiB = 2**20
-
-
-def peak_bytes(score: str, n: int, d: int, c: int, *, z: int = 1000, max_rows: int = 20000,
-               silhouette_rows: int = 5000) -> int:
-    """Estimated peak memory (bytes) a score needs on top of the n x d features already loaded,
-    from the shapes alone (n rows, d dims, c classes, z source labels), before any work.
-
-    The Gram-matrix scores (LogME, H-scores, Fisher) hold m = min(n, d): the m x m Gram matrix, its
-    eigenvectors and LAPACK's ``syevd`` workspace (about 2 m^2), plus one float64 block of F; GBC a
-    float64 copy of F and its centred copy for PCA; kNN a normalised float32 copy and 2,048-row
-    similarity chunks; the linear probe (StandardScaler + LogisticRegression over folds) about four
-    float64 copies of its rows; silhouette a sample of rows and scikit-learn's chunked distances;
-    ``pca`` the reduction of :func:`pca_reduce`. Deliberately generous: an estimate that is too low
-    is a crash, one that is too high only a reduced or skipped score.
-    """
-    m = min(n, d)
-    block = min(2 * BLOCK_BYTES, 16 * n * d)
-    small = 8 * (4 * n * c + 4 * d * c + 64 * c * c)
-    if score in ("logme", "hscore", "hscore_shrink", "fisher"):
-        return 32 * m * m + block + small + (8 * c * d if score == "fisher" else 0)
-    if score == "gbc":
-        return 16 * n * d + 8 * 4 * (n + d) * 74 + small
-    if score == "knn_acc":
-        return 8 * n * d + 2048 * n * 16 + small
-    if score == "probe_acc":
-        rows = min(n, max_rows)
-        return 32 * rows * d + 80 * d * c + small
-    if score == "silhouette":
-        rows = min(n, silhouette_rows)
-        return 4 * n * d + 12 * rows * d + min(16 * rows * rows, 2**30) + small
-    if score in ("softmax", "leep"):
-        return 24 * n * z + 8 * c * z
-    if score in SOURCE_SCORES or score in ("nce_cv", "task_overlap_u_cv"):
-        return 8 * (8 * n + 4 * c * min(n, z))
-    raise KeyError(score)
-
+# ---------------------------------------------------------------------------- reduction
 
 def pca_peak_bytes(n: int, d: int, k: int) -> int:
     """Estimated peak memory of :func:`pca_reduce` to ``k`` dims: scikit-learn's centred copy of

@@ -118,15 +118,11 @@ def analyze(stores: StoreLike | Sequence[StoreLike], *, transferability: bool = 
     """
     from ..analysis.analyze import AnalyzeOptions
     from ..analysis.analyze import analyze as run
-    from ..analysis.budget import DEFAULT_SCORE_DIMS, parse_size
 
-    if isinstance(max_memory, str):
-        max_memory = parse_size(max_memory, "max_memory")
     opts = AnalyzeOptions(transferability=transferability, pca=pca, tsne=tsne, umap=umap, three_d=three_d,
                           thumbnails=thumbnails, html=html, outliers=outliers, overlap=overlap, split=split,
                           seed=seed, max_rows=max_rows, k=k, runs_dir=Path(runs_dir), overwrite=overwrite,
-                          max_memory=max_memory, score_dims=DEFAULT_SCORE_DIMS if score_dims is None else score_dims,
-                          judge_by=judge_by)
+                          max_memory=max_memory, score_dims=score_dims, judge_by=judge_by)
     paths = [store_path(s) for s in store_list(stores)]
     with plots.collect_figures() as found:
         res = run(paths, opts, out=out, name=name, log=log or (lambda line: None))

@@ -7,12 +7,16 @@ import json
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ClassifierError
 from ..report import plots
 from ..report.metrics import row_normalise
 from ..store.handle import Store
 from ._common import StoreLike, figures_by_name, store_list
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..learn.fit import FitOptions
 
 _MODEL_FILES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model object -> its model.skops
 
@@ -161,7 +165,8 @@ def fit(stores: StoreLike | Sequence[StoreLike], clf: str | Sequence[str] = "sof
         Feature stores written by :func:`featx.extract`. Paths are read as they are now; a
         :class:`Store` contributes the rows of its view.
     clf : str or list of str, default "softmax"
-        ``softmax``, ``linearsvc``, ``mlp``, ``knn``, ``majority``, a comma list, or ``all``.
+        Names from :data:`featx.learn.classify.CLASSIFIERS` (``softmax``, ``linearsvc``, ``mlp``, ``knn``,
+        ``majority``, ...), a comma list, or ``all`` (every one but the baselines).
     concat : bool, default False
         Join the stores by image id (each block L2-normalised) and fit one model.
     out : str or Path, optional
@@ -173,7 +178,8 @@ def fit(stores: StoreLike | Sequence[StoreLike], clf: str | Sequence[str] = "sof
     preprocess : str, optional
         ``standardize``, ``l2``, ``pca:K`` or ``none``, chained with ``+``; default standardize (knn: l2).
     class_weight : {"none", "balanced"}, default "none"
-        ``balanced`` weights classes by inverse frequency (softmax, linearsvc, mlp).
+        ``balanced`` weights classes by inverse frequency (classifiers that take class weights: softmax,
+        linearsvc, mlp, ...; the others note that they ignored it).
     search : bool, default False
         Grid-search the main hyper-parameter with stratified 5-fold CV on the training rows.
     cv : int, optional
@@ -201,16 +207,24 @@ def fit(stores: StoreLike | Sequence[StoreLike], clf: str | Sequence[str] = "sof
     >>> run = featx.fit(store, clf="linearsvc", class_weight="balanced")  # doctest: +SKIP
     >>> run.metrics["accuracy"], run.confusion_matrix()  # doctest: +SKIP
     """
+    from ..learn.fit import FitOptions
+
+    options = FitOptions(clf=clf, concat=concat, out=out, name=name, runs_dir=runs_dir, preprocess=preprocess,
+                         class_weight=class_weight, search=search, cv=cv, n_jobs=n_jobs, seed=seed,
+                         overwrite=overwrite, dask_scheduler=dask_scheduler)
+    return fit_with_options(stores, options, echo=echo)
+
+
+def fit_with_options(stores: StoreLike | Sequence[StoreLike], options: FitOptions, *,
+                     echo: Callable[[str], None] | None = None) -> FitRun | FitRuns:
+    """:func:`fit` with its options already built (and so checked): what ``featx fit`` calls."""
     from ..learn.fit import fit_stores
     from ..store.reader import load_features
 
     loaded = [s.to_feature_set(require_complete=True) if isinstance(s, Store) else load_features(s)
               for s in store_list(stores)]
     with plots.collect_figures() as found:
-        run_dir, entries = fit_stores(loaded, clf, concat=concat, out=out, name=name, root=runs_dir,
-                                      preprocess=preprocess, class_weight=class_weight, search=search, cv=cv, n_jobs=n_jobs, seed=seed,
-                                      overwrite=overwrite, dask_scheduler=dask_scheduler,
-                                      echo=echo or (lambda line: None))
+        run_dir, entries = fit_stores(loaded, options, echo=echo or (lambda line: None))
     runs = [FitRun(sub, metrics, figures_by_name({p: f for p, f in found.items() if Path(p).parent == Path(sub)}))
             for metrics, sub in entries]
     return runs[0] if len(runs) == 1 and Path(entries[0][1]) == Path(run_dir) else FitRuns(run_dir, runs)

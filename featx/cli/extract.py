@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from ..errors import OptionError, Stopped
-from . import app
+from ..extraction.options import ExtractOptions
+from .app import app
 from ._common import command_args, handles_errors, out, progress
 from .options import (
     Dtype,
@@ -38,8 +39,10 @@ if TYPE_CHECKING:
     from ..jobs.slurm import SlurmOptions
 
 CLUSTER = "Cluster"
-SUBMIT_ONLY = frozenset({"slurm", "shards", "partition", "time_limit", "gpus_per_task", "cpus_per_task", "mem",
-                         "account", "max_running", "wait", "dry_run", "shard"})
+SUBMISSION = frozenset({"slurm", "shards", "partition", "time_limit", "gpus_per_task", "cpus_per_task", "mem",
+                        "account", "max_running", "wait", "dry_run"})
+"""The parameters that submit an array job (:class:`~featx.jobs.slurm.SlurmOptions`); the rest build the
+:class:`~featx.extraction.options.ExtractOptions` each task runs."""
 
 SYNC_WORDS = {"new": "{} new", "changed": "{} changed", "retried": "{} failed retried",
               "missing": "{} rows dropped (file gone)", "kept_missing": "{} rows kept whose file is gone "
@@ -135,23 +138,26 @@ def extract(
     deleted ones follow --missing, changed labels and splits are rewritten without
     re-extracting; an interrupted run resumes where it stopped.
     """
+    if not slurm and (dry_run or wait or shards != 1):
+        raise OptionError("--shards, --wait and --dry-run go with --slurm (or run `--shard i/n` per task yourself)")
+    options = ExtractOptions(
+        backbone, data, out=out_path, weights=weights, layer=layer, pool=value(pool), tta=value(tta),
+        dtype=value(dtype), with_logits=with_logits, image_size=image_size, label_from_name=label_from_name,
+        split_seed=split_seed, split_ratios=parse_ratios(split_ratios), device=device, batch_size=batch_size,
+        workers=workers, streams=streams, runtime=value(runtime), precision=value(precision),
+        channels_last=channels_last, overwrite=overwrite, missing=value(missing), retry_failed=retry_failed,
+        hash=hash_files, relocate=relocate, shard=shard, merge=merge, progress=not quiet)
     if slurm:
         from ..jobs.slurm import SlurmOptions
 
-        _submit(ctx, shards, SlurmOptions(partition, time_limit, gpus_per_task, cpus_per_task, mem, account,
-                                          max_running), wait=wait, dry_run=dry_run)
+        resources = SlurmOptions(shards=shards, partition=partition, time=time_limit, gpus_per_task=gpus_per_task,
+                                 cpus_per_task=cpus_per_task, mem=mem, account=account, max_running=max_running)
+        _submit(ctx, options, resources, wait=wait, dry_run=dry_run)
         return
-    if dry_run or wait or shards != 1:
-        raise OptionError("--shards, --wait and --dry-run go with --slurm (or run `--shard i/n` per task yourself)")
-    from ..api import extract as run
+    from ..extraction.run import extract as run
 
     try:
-        res = run(backbone, data, out=out_path, weights=weights, layer=layer, pool=value(pool), tta=value(tta),
-              dtype=value(dtype), with_logits=with_logits, image_size=image_size, label_from_name=label_from_name,
-              split_seed=split_seed, split_ratios=parse_ratios(split_ratios), device=device, batch_size=batch_size,
-              workers=workers, streams=streams, runtime=value(runtime), precision=value(precision), channels_last=channels_last,
-              overwrite=overwrite, missing=value(missing), retry_failed=retry_failed, hash=hash_files,
-              relocate=relocate, shard=shard, merge=merge, progress=not quiet).extraction
+        res = run(options)
     except Stopped as exc:
         from ..jobs.slurm import requeue_self
 
@@ -199,25 +205,19 @@ def _merged_line(res) -> None:
         out(f"merged {m.shards} shards into {m.path} ({m.rows} rows, {m.failures} unreadable)")
 
 
-def _submit(ctx: typer.Context, shards: int, options: "SlurmOptions", *, wait: bool, dry_run: bool) -> None:
-    """Write the array script running this very command (cluster options replaced by --shard) and sbatch it."""
+def _submit(ctx: typer.Context, options: ExtractOptions, slurm: SlurmOptions, *, wait: bool, dry_run: bool) -> None:
+    """Write the array script running this very command (submission options replaced by --shard) and sbatch it."""
     from ..extraction.plan import plan_extraction
     from ..jobs.slurm import extract_script, submit
 
-    p = ctx.params
-    plan = plan_extraction(p["backbone"], p["data"], out=p["out_path"], label_from_name=p["label_from_name"],
-                           split_seed=p["split_seed"], split_ratios=parse_ratios(p["split_ratios"]),
-                           weights=p["weights"], layer=p["layer"], pool=value(p["pool"]), tta=value(p["tta"]),
-                           dtype=value(p["dtype"]), with_logits=p["with_logits"], image_size=p["image_size"],
-                           precision=value(p["precision"]))  # bad options fail here, not in every task
-    store = plan.out.resolve()
-    args = ["extract", *command_args(ctx, exclude=SUBMIT_ONLY)]
-    if p["out_path"] is None:
+    store = plan_extraction(options).out.resolve()  # bad options fail here, not in every task
+    args = ["extract", *command_args(ctx, exclude=SUBMISSION | {"shard"})]
+    if options.out is None:
         args += ["--out", str(store)]
-    script = extract_script(args, count=shards, store=store, options=options)
+    script = extract_script(args, store=store, options=slurm)
     if dry_run:
         out(script.rstrip())
         return
     job, path = submit(script, store, wait=wait)
-    out(f"submitted SLURM array job {job}: {shards} tasks, script {path}, logs {path.parent / 'logs'}")
+    out(f"submitted SLURM array job {job}: {slurm.shards} tasks, script {path}, logs {path.parent / 'logs'}")
     out(f"`featx status {store}` shows the shards" + ("; every task has ended" if wait else ""))

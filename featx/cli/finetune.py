@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from . import app
+from .app import app
 from ._common import EXIT_INTERRUPTED, handles_errors, out, progress
 from .options import (
     ClassWeight,

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app
+from .app import app
 from ._common import handles_errors, out
 from .options import ClassWeight, OverwriteRunOpt, RunsDirOpt, value
 
@@ -57,8 +57,10 @@ def fit(
                                                           "(tcp://HOST:8786) through joblib's dask backend.")] = None,
 ) -> None:
     """Fit classifiers on cached features and write metrics, report, figures and the model."""
-    from ..api import fit as run
+    from ..api.fit import fit_with_options
+    from ..learn.fit import FitOptions
 
-    run(stores, clf, concat=concat, out=out_dir, name=name, runs_dir=runs_dir, preprocess=preprocess,
-        class_weight=value(class_weight), search=search, cv=cv, n_jobs=n_jobs, seed=seed, overwrite=overwrite,
-        dask_scheduler=dask_scheduler, echo=out)
+    options = FitOptions(clf=clf, concat=concat, out=out_dir, name=name, runs_dir=runs_dir, preprocess=preprocess,
+                         class_weight=value(class_weight), search=search, cv=cv, n_jobs=n_jobs, seed=seed,
+                         overwrite=overwrite, dask_scheduler=dask_scheduler)
+    fit_with_options(stores, options, echo=out)

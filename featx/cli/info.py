@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from . import app
+from .app import app
 from ..report.runs import printable
 from ._common import handles_errors, out
 

@@ -3,15 +3,15 @@ shared by several commands. Values come from the library's own constants."""
 
 from __future__ import annotations
 
-import re
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..config import DTYPES, POOLS, PRECISIONS, RUNTIMES, TTAS
-from ..data.splits import SPLITS
+from ..config import DTYPES, POOLS, PRECISIONS, RUNTIMES, TTAS, device_problem
+from ..data import splits
+from ..errors import DataError
 from ..store.sync import MISSING_POLICIES
 
 
@@ -25,28 +25,24 @@ Dtype = _choices("Dtype", DTYPES)
 Precision = _choices("Precision", PRECISIONS)
 Runtime = _choices("Runtime", RUNTIMES)
 ClassWeight = _choices("ClassWeight", ("none", "balanced"))
-Split = _choices("Split", ("all", *SPLITS))
+Split = _choices("Split", ("all", *splits.SPLITS))
 Missing = _choices("Missing", MISSING_POLICIES)
-
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 def check_device(value: str) -> str:
-    """``--device`` is auto, cpu, mps, cuda or cuda:N."""
-    if not _DEVICE.match(value):
-        raise typer.BadParameter(f"{value!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    """``--device``: the library's one check (:func:`featx.config.device_problem`) as a typer callback."""
+    problem = device_problem(value)
+    if problem:
+        raise typer.BadParameter(problem)
     return value
 
 
 def parse_ratios(text: str) -> tuple[float, float, float]:
-    """``--split-ratios 0.8,0.1,0.1``."""
+    """``--split-ratios``: the library's parser (:func:`featx.data.splits.parse_ratios`), its error a usage error."""
     try:
-        ratios = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise typer.BadParameter(f"{text!r}: give three numbers train,val,test, e.g. 0.8,0.1,0.1") from None
-    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6 or ratios[0] <= 0:
-        raise typer.BadParameter(f"{text!r}: need three non-negative numbers that sum to 1 with train > 0")
-    return ratios  # type: ignore[return-value]
+        return splits.parse_ratios(text)
+    except DataError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def value(choice: Enum | None) -> str | None:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app
+from .app import app
 from ._common import handles_errors, out, warn
 
 

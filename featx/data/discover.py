@@ -21,70 +21,17 @@ files. When the layout carries no split, a seeded hash split is assigned
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import DataError
-from .splits import DEFAULT_RATIOS, SPLIT_ALIASES, check_ratios, hash_split
+from .dataset import ImageDataset, Rows, is_image
+from .splits import DEFAULT_RATIOS, SPLIT_ALIASES, check_ratios
+from .tars import is_tar_spec, load_tar_dataset
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"})
 NO_STAT = (-1, -1, None)  # size, mtime_ns, (dev, inode) of a file that cannot be stat'ed
-
-
-@dataclass(frozen=True)
-class ImageDataset:
-    """A labelled image set. ``ids[i]`` is relative to ``root``; ``labels[i]`` indexes ``classes``.
-
-    ``size`` and ``mtime_ns`` are the files' stats at discovery (-1 when missing);
-    ``source`` says how labels and splits were derived (recorded in the store).
-    """
-
-    root: Path
-    ids: tuple[str, ...]
-    labels: np.ndarray
-    classes: tuple[str, ...]
-    split: tuple[str, ...]
-    layout: str
-    split_source: str  # "folders", "manifest" or "hash(seed=..., ratios=...)"
-    size: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    mtime_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    source: dict = field(default_factory=dict)
-    members: tuple = ()  # images inside tar files (:class:`featx.data.tars.TarMember`), aligned with ids
-
-    @property
-    def name(self) -> str:
-        return self.root.name or "data"
-
-    def path(self, i: int) -> Path:
-        """What to read for item ``i``: its file, or its member of a tar file."""
-        return self.members[i] if self.members else self.root / self.ids[i]
-
-    def with_members(self, members: tuple) -> "ImageDataset":
-        return dataclasses.replace(self, members=members)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def subset(self, keep: np.ndarray) -> "ImageDataset":
-        """Rows where the boolean mask ``keep`` is true (same classes)."""
-        idx = np.flatnonzero(keep)
-        return ImageDataset(self.root, tuple(self.ids[i] for i in idx), self.labels[idx], self.classes,
-                            tuple(self.split[i] for i in idx), self.layout, self.split_source, self.size[idx],
-                            self.mtime_ns[idx], self.source, tuple(self.members[i] for i in idx) if self.members else ())
-
-
-_SUFFIXES = frozenset(e[1:] for e in IMAGE_EXTENSIONS)
-
-
-def is_image(name: str) -> bool:
-    head, dot, ext = name.rpartition(".")
-    return bool(dot and head) and ext.lower() in _SUFFIXES and not name.startswith(".")
 
 
 def _stat_row(st: os.stat_result) -> tuple[int, int, tuple[int, int]]:
@@ -155,15 +102,6 @@ def _images_under(folder: Path, root: Path) -> list[tuple[str, tuple]]:
     return found
 
 
-TAR_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")  # the {000..099} of a tar-shard pattern
-
-
-def is_tar_spec(data: str | Path) -> bool:
-    """WebDataset-style tar input: a ``.tar`` file or a brace pattern ``train-{000..009}.tar``."""
-    text = str(data)
-    return bool(TAR_RANGE.search(text)) or text.endswith((".tar", ".tar.gz", ".tgz"))
-
-
 def _class_folders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -178,8 +116,6 @@ def load_dataset(
     """Discover the images, labels and file stats under ``data`` (a folder or a CSV manifest)."""
     ratios = check_ratios(split_ratios)
     if is_tar_spec(data):
-        from .tars import load_tar_dataset
-
         if label_from_name:
             raise DataError("--label-from-name: tar shards take labels from .cls/.json/.txt members or key folders")
         return load_tar_dataset(data, split_seed, ratios)
@@ -207,31 +143,6 @@ def reload_dataset(source: dict) -> ImageDataset:
                         split_seed=int(split.get("seed", 0)), split_ratios=tuple(split.get("ratios", DEFAULT_RATIOS)))
 
 
-@dataclass
-class _Rows:
-    """Rows gathered by a layout reader before sorting."""
-
-    ids: list[str] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    splits: list[str] = field(default_factory=list)
-    stats: list[tuple] = field(default_factory=list)
-
-    def add_files(self, files: list[tuple[str, tuple]], name: str, split: str | None = None) -> None:
-        self.ids += [rel for rel, _ in files]
-        self.names += [name] * len(files)
-        self.stats += [st for _, st in files]
-        if split:
-            self.splits += [split] * len(files)
-
-
-def _check_classes(root: Path, counts: dict[str, int], where: str) -> None:
-    if not counts:
-        raise DataError(f"--data {root}: no images found (expected class folders of .jpg/.png files)")
-    if len(counts) < 2:
-        raise DataError(f"--data {root}: only one class ({next(iter(counts))!r}) {where}; "
-                        "a classifier needs at least two")
-
-
 def _class_files(folder: Path, root: Path) -> list[tuple[str, tuple]]:
     files = _images_under(folder, root)
     if not files:
@@ -246,21 +157,21 @@ def _from_class_folders(root: Path, seed: int, ratios) -> ImageDataset:
             raise DataError(f"--data {root}: images lie directly in the folder; put them in one sub-folder per "
                             "class, or pass --label-from-name REGEX or a CSV manifest")
         raise DataError(f"--data {root}: folder is empty (expected one sub-folder of images per class)")
-    rows = _Rows()
+    rows = Rows()
     for folder in folders:
         rows.add_files(_class_files(folder, root), folder.name)
-    return _finish(root, rows, "class-folders", seed, ratios, {"data": str(root.resolve())}, "found in class folders")
+    return rows.dataset(root, "class-folders", seed, ratios, {"data": str(root.resolve())}, "found in class folders")
 
 
 def _from_split_folders(root: Path, split_dirs: dict[str, Path]) -> ImageDataset:
-    rows = _Rows()
+    rows = Rows()
     for split, sdir in split_dirs.items():
         folders = _class_folders(sdir)
         if not folders:
             raise DataError(f"--data: split folder {sdir} has no class sub-folders")
         for folder in folders:
             rows.add_files(_class_files(folder, root), folder.name, split)
-    return _finish(root, rows, "split-folders", 0, DEFAULT_RATIOS, {"data": str(root.resolve())},
+    return rows.dataset(root, "split-folders", 0, DEFAULT_RATIOS, {"data": str(root.resolve())},
                    "found in the split folders")
 
 
@@ -272,7 +183,7 @@ def _from_names(root: Path, pattern: str, seed: int, ratios) -> ImageDataset:
     files = _images_under(root, root)
     if not files:
         raise DataError(f"--data {root}: no images found")
-    rows, unmatched = _Rows(), []
+    rows, unmatched = Rows(), []
     for rel, st in files:
         name = rel.rsplit("/", 1)[-1]
         m = rx.search(name)
@@ -283,7 +194,7 @@ def _from_names(root: Path, pattern: str, seed: int, ratios) -> ImageDataset:
     if unmatched:
         raise DataError(f"--label-from-name {pattern!r}: {len(unmatched)} file name(s) do not match, "
                         f"e.g. {unmatched[0]!r}; fix the regex or move those files")
-    return _finish(root, rows, "label-from-name", seed, ratios,
+    return rows.dataset(root, "label-from-name", seed, ratios,
                    {"data": str(root.resolve()), "label_from_name": pattern}, f"from --label-from-name {pattern!r}")
 
 
@@ -299,7 +210,7 @@ def _from_manifest(csv_path: Path, seed: int, ratios) -> ImageDataset:
     if not lines:
         raise DataError(f"--data {csv_path}: manifest has no rows")
     has_split = "split" in fields
-    rows = _Rows()
+    rows = Rows()
     for lineno, line in enumerate(lines, start=2):
         rel = Path(line["path"])
         if rel.is_absolute():
@@ -317,41 +228,7 @@ def _from_manifest(csv_path: Path, seed: int, ratios) -> ImageDataset:
         raise DataError(f"--data {csv_path}: path {dup!r} is listed more than once")
     columns = sorted(zip(rows.ids, rows.names, rows.splits or [""] * len(rows.ids)))
     digest = hashlib.sha256("\n".join("\t".join(c) for c in columns).encode("utf-8", "surrogateescape"))
-    return _finish(root, rows, "manifest", seed, ratios,
+    return rows.dataset(root, "manifest", seed, ratios,
                    {"data": str(csv_path.resolve()), "manifest_sha256": digest.hexdigest()}, f"in {csv_path.name}")
 
 
-def _dedupe(rows: _Rows, order: list[int]) -> list[int]:
-    """``order`` without later paths to a file already reached (same device and inode)."""
-    seen: set = set()
-    keep = []
-    for i in order:
-        key = rows.stats[i][2]
-        if key is not None:
-            if key in seen:
-                continue
-            seen.add(key)
-        keep.append(i)
-    return keep
-
-
-def _finish(root: Path, rows: _Rows, layout: str, seed: int, ratios, source: dict, where: str) -> ImageDataset:
-    order = _dedupe(rows, sorted(range(len(rows.ids)), key=rows.ids.__getitem__))
-    ids = [rows.ids[i] for i in order]
-    names = [rows.names[i] for i in order]
-    _check_classes(root, {n: 1 for n in names}, where)
-    classes = tuple(sorted(set(names)))
-    index = {c: k for k, c in enumerate(classes)}
-    labels = np.array([index[n] for n in names], dtype=np.int64)
-    if rows.splits:
-        split = tuple(rows.splits[i] for i in order)
-        split_source = "folders" if layout == "split-folders" else "manifest"
-        source["split"] = {"kind": split_source}
-    else:
-        split = hash_split(ids, names, seed=seed, ratios=ratios)
-        split_source = f"hash(seed={seed}, ratios={list(ratios)})"
-        source["split"] = {"kind": "hash", "seed": seed, "ratios": list(ratios)}
-    size = np.array([rows.stats[i][0] for i in order], dtype=np.int64)
-    mtime = np.array([rows.stats[i][1] for i in order], dtype=np.int64)
-    return ImageDataset(root.resolve(), tuple(ids), labels, classes, split, layout, split_source, size, mtime,
-                        {"layout": layout, **source})

@@ -22,12 +22,28 @@ SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
 
 
+def ratios_ok(ratios: tuple[float, ...]) -> bool:
+    """Three non-negative numbers that sum to 1 with train > 0: the rule of ``--split-ratios``."""
+    return len(ratios) == 3 and min(ratios) >= 0 and abs(sum(ratios) - 1) <= 1e-6 and ratios[0] > 0
+
+
 def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
     """``ratios`` as a (train, val, test) tuple, or :class:`DataError` naming ``--split-ratios``."""
     ratios = tuple(float(r) for r in ratios)
-    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6 or ratios[0] <= 0:
+    if not ratios_ok(ratios):
         raise DataError(f"--split-ratios {','.join(f'{r:g}' for r in ratios)}: need three non-negative numbers "
                         "train,val,test that sum to 1 with train > 0, e.g. 0.8,0.1,0.1")
+    return ratios  # type: ignore[return-value]
+
+
+def parse_ratios(text: str) -> tuple[float, float, float]:
+    """``"0.8,0.1,0.1"`` (the text of ``--split-ratios``) as a (train, val, test) tuple, or :class:`DataError`."""
+    try:
+        ratios = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise DataError(f"{text!r}: give three numbers train,val,test, e.g. 0.8,0.1,0.1") from None
+    if not ratios_ok(ratios):
+        raise DataError(f"{text!r}: need three non-negative numbers that sum to 1 with train > 0")
     return ratios  # type: ignore[return-value]
 
 

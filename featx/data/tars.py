@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
-from .discover import TAR_RANGE, ImageDataset, _finish, _Rows, is_image
+from .dataset import ImageDataset, Rows, is_image
 
 LABEL_MEMBERS = ("cls", "json", "txt")
+TAR_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")  # the {000..099} of a tar-shard pattern
+
+
+def is_tar_spec(data: str | Path) -> bool:
+    """WebDataset-style tar input: a ``.tar`` file or a brace pattern ``train-{000..009}.tar``."""
+    text = str(data)
+    return bool(TAR_RANGE.search(text)) or text.endswith((".tar", ".tar.gz", ".tgz"))
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,7 @@ def load_tar_dataset(spec: str | Path, seed: int, ratios) -> ImageDataset:
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise DataError(f"--data {spec}: {len(missing)} of {len(paths)} tar files missing, e.g. {missing[0]}")
-    rows, members, where = _Rows(), {}, {}
+    rows, members, where = Rows(), {}, {}
     for path in paths:
         for key, entry in _scan(path).items():
             if "image" not in entry:
@@ -127,5 +135,5 @@ def load_tar_dataset(spec: str | Path, seed: int, ratios) -> ImageDataset:
     root = paths[0].parent.resolve()
     spec_path = Path(str(spec)).expanduser()
     pattern = str(spec_path.parent.resolve() / spec_path.name)  # absolute, the {a..b} range kept
-    ds = _finish(root, rows, "tar", seed, ratios, {"data": pattern, "tars": len(paths)}, f"in {len(paths)} tar file(s)")
+    ds = rows.dataset(root, "tar", seed, ratios, {"data": pattern, "tars": len(paths)}, f"in {len(paths)} tar file(s)")
     return ds.with_members(tuple(members[k] for k in ds.ids))

@@ -18,11 +18,12 @@ import torch
 from ..backbones.build import create_model
 from ..backbones.registry import get_cfg
 from ..backbones.tap import FeatureNet, TappedModel
-from ..config import ExtractCfg
+from ..backbones.weights_ref import WeightsRef
+from ..config import ExtractCfg, device_problem
 from ..errors import OptionError
+from .base import Embedder
 from .cpu import usable_cpus
 from .loader import Batch
-from .runtime import Embedder
 
 PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -39,10 +40,11 @@ def resolve_device(device: str) -> torch.device:
             return torch.device("cpu")
         local = int(device.partition(":")[2] or 0) % torch.cuda.device_count()
         return torch.device(f"cuda:{local}" if device != "auto" else "cuda")
+    problem = device_problem(device)
+    if problem:
+        raise OptionError(f"--device {problem}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise OptionError("--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto")
-    if device not in ("cpu", "mps") and not device.startswith("cuda"):
-        raise OptionError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
     return torch.device(device)
 
 
@@ -119,14 +121,14 @@ def _ready(batch: Batch, fut):
     return batch, feats, logits
 
 
-def feature_net(cfg: ExtractCfg, weights: str, *, channels_last: bool = True) -> FeatureNet:
+def feature_net(cfg: ExtractCfg, weights: str | WeightsRef, *, channels_last: bool = True) -> FeatureNet:
     """The eval-mode network of ``cfg`` with its tap, normalisation and test-time augmentation."""
     model = create_model(get_cfg(cfg.backbone), weights, logits=cfg.with_logits)
     tapped = TappedModel(model, cfg.module, cfg.pool, with_logits=cfg.with_logits)
     return FeatureNet(tapped, cfg.data, hflip=cfg.tta == "hflip", channels_last=channels_last).eval()
 
 
-def build_torch_embedder(cfg: ExtractCfg, weights: str, *, device: str = "auto", precision: str = "auto",
+def build_torch_embedder(cfg: ExtractCfg, weights: str | WeightsRef, *, device: str = "auto", precision: str = "auto",
                          channels_last: bool = True, streams: int | None = None) -> TorchEmbedder:
     """``cfg``'s network under PyTorch; ``precision`` auto is bf16/fp16 on CUDA, fp32 on CPU."""
     dev = resolve_device(device)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..backbones.tap import FeatureNet
+from ..backbones.weights_ref import WeightsRef
 from ..config import ExtractCfg
 from .embed import feature_net
 from .openvino import EXPORT_VERSION, ExportError, openvino_version
@@ -37,7 +38,7 @@ class _Tensors(nn.Module):
         return (feats, logits) if self.with_logits else feats
 
 
-def export_openvino(cfg: ExtractCfg, weights: str, dest: Path) -> None:
+def export_openvino(cfg: ExtractCfg, weights: str | WeightsRef, dest: Path) -> None:
     """Convert ``cfg``'s network (built with ``weights``) to ``dest/model.xml``, ``model.bin``, ``export.json``."""
     import openvino as ov
 

@@ -14,19 +14,24 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backbones.weights import weights_argument
+from ..backbones.registry import get_cfg
+from ..backbones.weights_ref import WeightsRef
 from ..config import ExtractCfg
+from .base import Embedder
 from .loader import iter_batches
-from .runtime import Embedder, blank_batch, build_embedder
+from .runtime import blank_batch, build_embedder
 
 KEEP_NETWORKS = 4
 _NETWORKS: OrderedDict[tuple, tuple[Embedder, int]] = OrderedDict()
 _LOCK = threading.Lock()
 
 
-def network(cfg: ExtractCfg, weights: str, *, runtime: str = "auto", device: str = "auto", precision: str = "auto",
-            channels_last: bool = True) -> tuple[Embedder, int]:
-    """The tapped network of ``cfg`` and its feature width, built once per setting and kept."""
+def network(cfg: ExtractCfg, weights: str | WeightsRef, *, runtime: str = "auto", device: str = "auto",
+            precision: str = "auto", channels_last: bool = True) -> tuple[Embedder, int]:
+    """The tapped network of ``cfg`` and its feature width, built once per setting (same weights however
+    they were named) and kept."""
+    if isinstance(weights, str):
+        weights = WeightsRef.parse(weights, get_cfg(cfg.backbone))
     key = (cfg, weights, runtime, device, precision, channels_last)
     with _LOCK:
         if key in _NETWORKS:
@@ -41,8 +46,8 @@ def network(cfg: ExtractCfg, weights: str, *, runtime: str = "auto", device: str
         return embed, dim
 
 
-def embed_images(cfg: ExtractCfg, weights: str, images: Sequence, *, runtime: str = "auto", device: str = "auto",
-                 precision: str = "auto", batch_size: int | None = None, workers: int | None = 0,
+def embed_images(cfg: ExtractCfg, weights: str | WeightsRef, images: Sequence, *, runtime: str = "auto",
+                 device: str = "auto", precision: str = "auto", batch_size: int | None = None, workers: int | None = 0,
                  channels_last: bool = True, progress: bool = False) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """Features of ``images`` (paths, PIL images or uint8 arrays) in order, and ``(index, reason)`` per image
     that could not be read (its row is missing from the features)."""
@@ -73,7 +78,7 @@ def embed_paths(fingerprint: dict, paths: Sequence[str | Path], *, weights: str 
     """Features of ``paths`` as a store with ``fingerprint`` holds them (used by ``predict``), and (path, reason)
     per image that could not be read. ``weights``: the local checkpoint the features came from, if any."""
     cfg = ExtractCfg.from_dict(fingerprint)
-    weights = weights_argument(cfg, weights)
+    weights = WeightsRef.from_store(cfg.weights, get_cfg(cfg.backbone), weights)
     paths = [Path(p) for p in paths]
     feats, failed = embed_images(cfg, weights, paths, runtime=runtime, device=device, precision=cfg.precision,
                                  batch_size=batch_size, workers=workers)

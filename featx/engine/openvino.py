@@ -6,27 +6,27 @@ A tapped network (normalisation, layer, pooling, test-time augmentation: a
 and kept as OpenVINO IR under ``<cache>/models/<backbone>--<layer>-<pool>--<key>/``; the key
 hashes everything in the fingerprint that defines the network (not the precision or storage
 dtype, which are compile-time and write-time choices), the export format and OpenVINO's
-version. Later runs read the IR and compile it for the CPU in well under a second.
+version. Later runs read the IR and compile it for the CPU in well under a second
+(:func:`featx.engine.runtime.load_openvino` reads the cache and converts on a miss).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from .. import env
 from ..config import ExtractCfg, cache_dir
 from ..errors import OptionError
+from .base import Embedder
 from .cpu import usable_cpus
 from .loader import Batch
-from .runtime import Embedder
 
 EXPORT_VERSION = 1
 """Bumped when the exported graph changes (its inputs, outputs or what it computes)."""
@@ -65,31 +65,6 @@ def cached_model(cfg: ExtractCfg) -> Path | None:
     d = model_dir(cfg)
     xml = d / "model.xml"
     return xml if (d / "export.json").is_file() and xml.is_file() and (d / "model.bin").is_file() else None
-
-
-def ensure_model(cfg: ExtractCfg, weights: str, *, echo: Callable[[str], None] | None = None) -> Path:
-    """The cached IR of ``cfg``'s network, converting it first if needed (imports torch then)."""
-    xml = cached_model(cfg)
-    if xml is not None:
-        return xml
-    from .export import export_openvino  # torch
-
-    d = model_dir(cfg)
-    if echo:
-        echo(f"converting {cfg.backbone}:{cfg.layer} to OpenVINO (once) -> {d}")
-    export_openvino(cfg, weights, d)
-    return d / "model.xml"
-
-
-def load_openvino(cfg: ExtractCfg, weights: str, *, precision: str, streams: int | None = None,
-                  echo: Callable[[str], None] | None = None) -> "OpenVINOEmbedder":
-    """``cfg``'s network compiled from the model cache (converted first if needed). A cached entry that
-    OpenVINO cannot read is removed and converted again; an :class:`ExportError` means no conversion works."""
-    try:
-        return OpenVINOEmbedder(ensure_model(cfg, weights, echo=echo), precision=precision, streams=streams)
-    except ExportError:
-        shutil.rmtree(model_dir(cfg), ignore_errors=True)
-        return OpenVINOEmbedder(ensure_model(cfg, weights, echo=echo), precision=precision, streams=streams)
 
 
 class OpenVINOEmbedder(Embedder):

@@ -1,4 +1,4 @@
-"""Which runtime and precision run a network, decided without torch, and the embedder interface they share.
+"""Which runtime and precision run a network, decided without torch, and the embedder built in it.
 
 ``--runtime auto`` is OpenVINO on CPU (2-3x PyTorch eager on the CPUs measured in
 ``benchmarks/results``) and PyTorch on a GPU. ``--precision auto`` is bf16 where the
@@ -6,53 +6,27 @@ hardware does bf16 natively (a CUDA GPU with bf16, else fp16; a CPU with AVX-512
 AMX) and fp32 elsewhere: bf16 is 2x faster on such CPUs, and its features give the same
 linear-probe accuracy (``tests/engine/test_precision.py``). The precision is part of the
 store's fingerprint, so stores of different precision never mix; ``--precision fp32`` asks
-for exactness.
+for exactness. This module stands above the runtimes (:mod:`~featx.engine.embed`,
+:mod:`~featx.engine.openvino`, the conversion in :mod:`~featx.engine.export`) and imports
+torch only when it builds a PyTorch network or converts one.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from ..backbones.weights_ref import WeightsRef
 from ..config import RUNTIMES, ExtractCfg
 from ..errors import OptionError
+from .base import Embedder
 from .cpu import gpu_visible, native_bf16
-from .loader import Batch
-
-
-class Embedder:
-    """uint8 NHWC batches -> ``(features, logits or None)`` as float32 numpy; one per runtime.
-
-    ``map`` runs a stream of :class:`~featx.engine.loader.Batch` through the network, several at
-    once where the runtime can, and yields ``(batch, features, logits)`` in input order.
-    """
-
-    runtime = ""
-    device = "cpu"  # "cpu", "cuda:0", ...
-    precision = "fp32"
-    note = ""  # why this runtime and precision (printed in the run summary)
-
-    @property
-    def gpu(self) -> bool:
-        return self.device.startswith("cuda")
-
-    @property
-    def batch_size(self) -> int:
-        return 64 if self.gpu else 10
-
-    def prepare(self, images: np.ndarray) -> Any:
-        """Called by the loader's threads on each decoded batch (e.g. to pin it)."""
-        return images
-
-    def __call__(self, images) -> tuple[np.ndarray, np.ndarray | None]:
-        raise NotImplementedError
-
-    def map(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, np.ndarray | None, np.ndarray | None]]:
-        for b in batches:
-            yield (b, *self(b.images)) if b.images is not None else (b, None, None)
+from .openvino import ExportError, OpenVINOEmbedder, cached_model, model_dir
 
 
 def blank_batch(cfg: ExtractCfg) -> np.ndarray:
@@ -107,19 +81,17 @@ def choose(cfg: ExtractCfg, *, runtime: str = "auto", device: str = "auto", prec
     return Choice(runtime, precision, "; ".join(notes))
 
 
-def build_embedder(cfg: ExtractCfg, weights: str, *, runtime: str = "auto", device: str = "auto",
+def build_embedder(cfg: ExtractCfg, weights: str | WeightsRef, *, runtime: str = "auto", device: str = "auto",
                    precision: str = "auto", channels_last: bool = True, streams: int | None = None,
                    echo=None) -> Embedder:
     """The network of ``cfg`` with its tap in the chosen runtime, ready for uint8 NHWC batches.
 
-    With OpenVINO, the converted network comes from the model cache (:mod:`featx.engine.openvino`);
-    torch is imported only to convert it the first time. ``--runtime auto`` falls back to torch when
+    With OpenVINO, the converted network comes from the model cache (:func:`load_openvino`); torch is
+    imported only to convert it the first time. ``--runtime auto`` falls back to torch when
     a network cannot be converted, and says so through ``echo``.
     """
     choice = choose(cfg, runtime=runtime, device=device, precision=precision)
     if choice.runtime == "openvino":
-        from .openvino import ExportError, load_openvino
-
         try:
             embed = load_openvino(cfg, weights, precision=choice.precision, streams=streams, echo=echo)
         except ExportError as exc:
@@ -137,3 +109,28 @@ def build_embedder(cfg: ExtractCfg, weights: str, *, runtime: str = "auto", devi
                                  channels_last=channels_last, streams=streams)
     embed.note = choice.note
     return embed
+
+
+def ensure_model(cfg: ExtractCfg, weights: str | WeightsRef, *, echo: Callable[[str], None] | None = None) -> Path:
+    """The cached IR of ``cfg``'s network, converting it first if needed (imports torch then)."""
+    xml = cached_model(cfg)
+    if xml is not None:
+        return xml
+    from .export import export_openvino  # torch
+
+    d = model_dir(cfg)
+    if echo:
+        echo(f"converting {cfg.backbone}:{cfg.layer} to OpenVINO (once) -> {d}")
+    export_openvino(cfg, weights, d)
+    return d / "model.xml"
+
+
+def load_openvino(cfg: ExtractCfg, weights: str | WeightsRef, *, precision: str, streams: int | None = None,
+                  echo: Callable[[str], None] | None = None) -> OpenVINOEmbedder:
+    """``cfg``'s network compiled from the model cache (converted first if needed). A cached entry that
+    OpenVINO cannot read is removed and converted again; an :class:`ExportError` means no conversion works."""
+    try:
+        return OpenVINOEmbedder(ensure_model(cfg, weights, echo=echo), precision=precision, streams=streams)
+    except ExportError:
+        shutil.rmtree(model_dir(cfg), ignore_errors=True)
+        return OpenVINOEmbedder(ensure_model(cfg, weights, echo=echo), precision=precision, streams=streams)

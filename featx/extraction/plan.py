@@ -10,25 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..backbones.registry import get_cfg
-from ..backbones.weights import weights_identity
-from ..config import (
-    DTYPES,
-    POOLS,
-    PRECISIONS,
-    TTAS,
-    BackboneCfg,
-    ExtractCfg,
-    LayerInfo,
-    cache_dir,
-    pooled_dim,
-)
-from ..data.discover import HASH_ALGO, ImageDataset, load_dataset, reload_dataset
-from ..data.splits import DEFAULT_RATIOS
+from ..backbones.weights_ref import WeightsRef
+from ..config import BackboneCfg, ExtractCfg, LayerInfo, cache_dir, pooled_dim
+from ..data.dataset import ImageDataset
+from ..data.discover import HASH_ALGO, load_dataset, reload_dataset
 from ..errors import BackboneError, DataError, OptionError, StoreError
 from ..store.reader import DamagedStoreError, read_snapshot
 from ..store.schema import chunk_rows, decode_attrs, row_dataset_bytes, settings_problem
-from ..store.sync import MISSING_POLICIES, Delta, StoreRows, diff
+from ..store.sync import Delta, StoreRows, diff
 from ..store.writer import SLACK, STRING_OVERHEAD, check_target
+from .options import CHOICES, ExtractOptions, SyncOptions, check_choice
 from .shard import Shard
 
 
@@ -40,7 +31,7 @@ class Plan:
     backbone: BackboneCfg
     dataset: ImageDataset
     out: Path
-    weights: str  # the --weights argument (imagenet | none | PATH | tag)
+    weights: WeightsRef  # the --weights argument, parsed once
     shard: Shard | None = None  # set by :meth:`for_shard`: ``dataset`` is the shard's block, ``out`` its store
     whole: Path | None = None  # the store the shards merge into
 
@@ -66,7 +57,7 @@ def resolve_layer(bcfg: BackboneCfg, layer: str | None) -> LayerInfo:
                             "or module:<path> for any module (`featx backbones nodes NAME`)") from None
 
 
-def make_cfg(backbone: str, *, weights: str = "imagenet", layer: str | None = None, pool: str | None = None,
+def make_cfg(backbone: str, *, weights: str | WeightsRef = "imagenet", layer: str | None = None, pool: str | None = None,
              tta: str = "none", dtype: str = "float32", with_logits: bool = False,
              image_size: int | None = None, precision: str = "auto") -> tuple[ExtractCfg, BackboneCfg]:
     """The fingerprint of an extraction request (no torch for listed backbones).
@@ -75,25 +66,20 @@ def make_cfg(backbone: str, *, weights: str = "imagenet", layer: str | None = No
     else bf16/fp16 on CUDA and fp32 on CPU) and the store records the resolved value.
     """
     bcfg = get_cfg(backbone)
+    weights = weights if isinstance(weights, WeightsRef) else WeightsRef.parse(weights, bcfg)
     info = resolve_layer(bcfg, layer)
     pool = pool or info.pool
-    if pool not in POOLS:
-        raise BackboneError(f"--pool {pool!r}: use one of {', '.join(POOLS)}")
+    for name, value in (("pool", pool), ("tta", tta), ("precision", precision), ("dtype", dtype)):
+        check_choice(name, value, CHOICES[name])
     if len(info.shape) == 1 and pool not in ("none", "avg", "flatten"):
         raise BackboneError(f"--pool {pool}: layer {info.name} of {bcfg.name} is already a vector; use --pool none")
     if len(info.shape) == 1:
         pool = "none"
-    if tta not in TTAS:
-        raise OptionError(f"--tta {tta!r}: use one of {', '.join(TTAS)}")
-    if precision not in PRECISIONS:
-        raise OptionError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    if dtype not in DTYPES:
-        raise OptionError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     if bcfg.source == "pixels" and with_logits:
         raise OptionError("--with-logits: the pixels baseline has no classifier")
     data = bcfg.data if not image_size else bcfg.data.with_input_size(image_size)
     cfg = ExtractCfg(backbone=bcfg.name, arch=bcfg.arch, source=bcfg.source,
-                     weights="none" if bcfg.source == "pixels" else weights_identity(bcfg, weights),
+                     weights=weights.identity,
                      layer=info.name, module=info.module, pool=pool, data=data, tta=tta, dtype=dtype,
                      with_logits=with_logits, precision="fp32" if bcfg.source == "pixels" else precision)
     return cfg, bcfg
@@ -106,19 +92,20 @@ def default_out(cfg: ExtractCfg, dataset: ImageDataset) -> Path:
     return cache_dir() / f"{dataset.name}--{cfg.backbone}{weights}--{cfg.layer}-{cfg.pool}--{key}.h5"
 
 
-def plan_extraction(backbone: str, data: str | Path, *, out: str | Path | None = None,
-                    label_from_name: str | None = None, split_seed: int = 0,
-                    split_ratios: tuple[float, float, float] = DEFAULT_RATIOS, weights: str = "imagenet",
-                    **cfg_kwargs) -> Plan:
+def plan_extraction(options: ExtractOptions) -> Plan:
     """Resolve an extraction request: fingerprint, backbone config, dataset (with file stats) and output path."""
-    cfg, bcfg = make_cfg(backbone, weights=weights, **cfg_kwargs)
-    dataset = load_dataset(data, label_from_name=label_from_name, split_seed=split_seed, split_ratios=split_ratios)
+    o = options
+    weights = WeightsRef.parse(o.weights, get_cfg(o.backbone))  # the one parse of --weights
+    cfg, bcfg = make_cfg(o.backbone, weights=weights, layer=o.layer, pool=o.pool, tta=o.tta, dtype=o.dtype,
+                         with_logits=o.with_logits, image_size=o.image_size, precision=o.precision)
+    dataset = load_dataset(o.data, label_from_name=o.label_from_name, split_seed=o.split_seed,
+                           split_ratios=o.split_ratios)
     try:
         str(dataset.root).encode("utf-8")
     except UnicodeEncodeError:
         raise DataError(f"--data {dataset.root}: the folder's path is not valid UTF-8, which the store needs for "
                         "its data root; rename the folder or reach it through a UTF-8 path (a symlink)") from None
-    out = Path(out) if out else default_out(cfg, dataset)
+    out = Path(o.out) if o.out else default_out(cfg, dataset)
     check_target(out)
     return Plan(cfg, bcfg, dataset, out, weights)
 
@@ -162,20 +149,6 @@ def store_meta(plan: Plan) -> dict:
     if plan.shard is not None:
         meta["shard"] = {"index": plan.shard.index, "count": plan.shard.count, "store": plan.whole.name}
     return meta
-
-
-@dataclass(frozen=True)
-class SyncOptions:
-    """How a run reconciles an existing store with the data (``featx extract`` flags)."""
-
-    missing: str = "drop"  # rows whose file is gone: drop | keep
-    retry_failed: bool = False  # try failed images again even if their file did not change
-    hash: bool = False  # keep a content hash per row (a touched but identical file is not re-extracted)
-    relocate: bool = False  # accept a store made from another data root (the same ids under a new mount)
-
-    def __post_init__(self):
-        if self.missing not in MISSING_POLICIES:
-            raise OptionError(f"--missing {self.missing!r}: use one of {', '.join(MISSING_POLICIES)}")
 
 
 @dataclass

@@ -11,6 +11,7 @@ torch is imported only then.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import signal
 import sys
 import threading
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..data.discover import HASH_ALGO, file_digest
-from ..data.splits import DEFAULT_RATIOS
 from ..errors import OptionError, Stopped, StoreError
 from ..faults import fault
 from ..files import check_free
@@ -29,7 +29,8 @@ from ..store.merge import MergeResult, merge_when_complete
 from ..store.sync import Delta, StoreRows
 from ..store.writer import StoreWriter, open_writer
 from .background import BackgroundWriter
-from .plan import Plan, StoreState, SyncOptions, compare, estimated_bytes, plan_extraction, store_meta, store_state
+from .options import ExtractOptions
+from .plan import Plan, StoreState, compare, estimated_bytes, plan_extraction, store_meta, store_state
 from .shard import Shard, resolve_shard
 
 
@@ -55,31 +56,22 @@ class ExtractResult:
         return (self.n_new + len(self.failures)) / self.seconds if self.seconds > 0 else 0.0
 
 
-def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, weights: str = "imagenet",
-            layer: str | None = None, pool: str | None = None, tta: str = "none", dtype: str = "float32",
-            with_logits: bool = False, image_size: int | None = None, label_from_name: str | None = None,
-            split_seed: int = 0, split_ratios: tuple[float, float, float] = DEFAULT_RATIOS, device: str = "auto",
-            batch_size: int | None = None, workers: int | None = None, streams: int | None = None,
-            runtime: str = "auto", precision: str = "auto", channels_last: bool = True, overwrite: bool = False, missing: str = "drop",
-            retry_failed: bool = False, hash: bool = False, relocate: bool = False, shard: str | Shard | None = None,
-            merge: bool = True, progress: bool = True, on_batch: Callable[[int], None] | None = None) -> ExtractResult:
-    """Extract features of every image under ``data`` into a store; see ``featx extract --help``.
+def extract(options: ExtractOptions, *, on_batch: Callable[[int], None] | None = None) -> ExtractResult:
+    """Extract features of every image under ``options.data`` into a store; see ``featx extract --help``.
 
-    ``shard``: ``"i/n"`` (or a :class:`Shard`) extracts the i-th of n blocks of the sorted ids into
+    ``options.shard``: ``"i/n"`` (or a :class:`Shard`) extracts the i-th of n blocks of the sorted ids into
     ``<store>.shard-i-of-n.h5``; ``"auto"`` takes it from a SLURM array task or a torchrun rank.
     With ``merge`` the shard that completes the set merges all of them into the store.
     SIGUSR1 / SIGTERM stop the run after the current batch (:class:`Stopped`); it resumes when re-run.
     ``on_batch(k)`` is called after the k-th batch is written (tests use it to interrupt).
     """
     t0 = time.perf_counter()
-    sync = SyncOptions(missing=missing, retry_failed=retry_failed, hash=hash, relocate=relocate)
-    the_shard = resolve_shard(shard)
-    plan = plan_extraction(backbone, data, out=out, label_from_name=label_from_name, split_seed=split_seed,
-                           split_ratios=split_ratios, weights=weights, layer=layer, pool=pool, tta=tta, dtype=dtype,
-                           with_logits=with_logits, image_size=image_size, precision=precision).for_shard(the_shard)
-    if hash and plan.dataset.members:
+    sync = options.sync
+    the_shard = resolve_shard(options.shard)
+    plan = plan_extraction(options).for_shard(the_shard)
+    if options.hash and plan.dataset.members:
         raise OptionError("--hash: tar shards are compared by their members' size and time; drop --hash")
-    state = None if overwrite else store_state(plan, sync)
+    state = None if options.overwrite else store_state(plan, sync)
     if state is None or not state.cache_hit:
         _check_room(plan, state)
     if state is not None and state.cache_hit:
@@ -87,16 +79,13 @@ def extract(backbone: str, data: str | Path, *, out: str | Path | None = None, w
         result = ExtractResult(plan.out, True, int(state.attrs.get("rows", 0)), 0, [], 0.0, state.delta.summary(),
                                fp.get("precision", ""), shard=the_shard)
     else:
-        if the_shard is not None:
-            device = the_shard.device(device)
-        run = _Run(plan, sync, device=device, batch_size=batch_size, workers=workers, streams=streams,
-                   runtime=runtime, precision=precision, channels_last=channels_last, progress=progress,
-                   on_batch=on_batch)
-        with stop_on_signals() as stop, open_writer(plan.out, plan.cfg, overwrite=overwrite) as writer:
+        device = options.device if the_shard is None else the_shard.device(options.device)
+        run = _Run(plan, options, device=device, on_batch=on_batch)
+        with stop_on_signals() as stop, open_writer(plan.out, plan.cfg, overwrite=options.overwrite) as writer:
             run.stop = stop
             result = run(writer)
         result.shard = the_shard
-    if the_shard is not None and merge:
+    if the_shard is not None and options.merge:
         result.merged = merge_when_complete(plan.whole, the_shard.count)
     result.seconds = time.perf_counter() - t0
     return result
@@ -159,12 +148,9 @@ def stop_on_signals() -> Iterator[StopRequest]:
 class _Run:
     """One extraction run against an open writer: reconcile, embed what is missing, finalise."""
 
-    def __init__(self, plan: Plan, sync: SyncOptions, *, device, batch_size, workers, streams, runtime, precision,
-                 channels_last, progress, on_batch):
-        self.plan, self.sync = plan, sync
-        self.device, self.batch_size, self.workers, self.streams = device, batch_size, workers, streams
-        self.runtime, self.precision, self.channels_last = runtime, precision, channels_last
-        self.progress, self.on_batch = progress, on_batch
+    def __init__(self, plan: Plan, options: ExtractOptions, *, device: str,
+                 on_batch: Callable[[int], None] | None):
+        self.plan, self.options, self.device, self.on_batch = plan, options, device, on_batch
         self.failures: list[tuple[str, str]] = []
         self.n_new = 0
         self.stop = StopRequest()
@@ -194,7 +180,7 @@ class _Run:
                              runtime=e.runtime if e else "", note=e.note if e else "", timings=self.timings)
 
     def _delta(self, w: StoreWriter) -> Delta:
-        return compare(self.plan, w.attrs(), StoreRows.read(w.f), self.sync)
+        return compare(self.plan, w.attrs(), StoreRows.read(w.f), self.options.sync)
 
     def _reconcile(self, w: StoreWriter) -> Delta:
         """Apply every change that needs no model (drops, labels, splits, stats, failures, attributes)."""
@@ -222,99 +208,128 @@ class _Run:
         return delta
 
     def _embed(self, w: StoreWriter, delta: Delta | None, items: list[int]) -> dict:
-        from tqdm.auto import tqdm
-
-        from ..config import RUNTIMES
+        """Run the network over ``items`` (dataset indices), writing each batch as it comes; the numeric path."""
         from ..engine.loader import default_workers, iter_batches
-        from ..engine.runtime import blank_batch, build_embedder
 
-        plan, ds = self.plan, self.plan.dataset
-        precision, runtime = self.precision, self.runtime
-        if w.exists:  # an existing store keeps its precision and, under auto, its runtime
+        embed, cfg = self._open_runtime(w)
+        o = self.options
+        workers = default_workers(embed.gpu) if o.workers is None else o.workers
+        loader = iter_batches([self.plan.dataset.path(j) for j in items], cfg.data,
+                              batch_size=o.batch_size or embed.batch_size, workers=workers, prepare=embed.prepare)
+        clock = _Clock(loader)
+        t_loop = time.perf_counter()
+        writer = self._write_batches(w, embed, clock, items, _BatchRows(w, self.plan.dataset, delta, self.on_batch),
+                                     desc=f"{cfg.backbone}:{cfg.layer}")
+        self.timings.update(clock.split(), write=writer.busy_s, write_wait=writer.wait_s,
+                            loop=time.perf_counter() - t_loop, decode_threads=workers)
+        numeric = {"device": embed.device.split(":")[0], "precision": cfg.precision, "runtime": embed.runtime}
+        numeric[embed.runtime] = _runtime_version(embed.runtime)
+        return numeric
+
+    def _numeric_path(self, w: StoreWriter) -> tuple[str, str]:
+        """(runtime, precision) asked: an existing store keeps its precision and, under auto, its runtime."""
+        from ..config import RUNTIMES
+
+        runtime, precision = self.options.runtime, self.options.precision
+        if w.exists:
             if precision == "auto":
                 precision = w.attrs()["fingerprint"].get("precision", "auto")
             if runtime == "auto":
                 last = [p for p in w.attrs().get("numeric", []) if isinstance(p, dict) and p.get("runtime")]
                 runtime = last[-1]["runtime"] if last and last[-1]["runtime"] in RUNTIMES else "auto"
+        return runtime, precision
+
+    def _open_runtime(self, w: StoreWriter):
+        """Build the network and probe it with a blank batch: the store is created, or its width checked."""
+        from ..engine.runtime import blank_batch, build_embedder
+
+        plan, o = self.plan, self.options
+        runtime, precision = self._numeric_path(w)
         t0 = time.perf_counter()
         embed = build_embedder(plan.cfg, plan.weights, runtime=runtime, device=self.device, precision=precision,
-                               channels_last=self.channels_last, streams=self.streams,
-                               echo=self.echo if self.progress else None)
+                               channels_last=o.channels_last, streams=o.streams,
+                               echo=self.echo if o.progress else None)
         self.embedder = embed
         cfg = dataclasses.replace(plan.cfg, precision=embed.precision)
         probe, logits_probe = embed(blank_batch(cfg))
         self.timings["start"] = time.perf_counter() - t0
         logits_dim = logits_probe.shape[1] if logits_probe is not None else None
         if not w.exists:
-            w.create(cfg, probe.shape[1], logits_dim, {**store_meta(plan), "hash": HASH_ALGO if self.sync.hash else ""})
+            w.create(cfg, probe.shape[1], logits_dim, {**store_meta(plan), "hash": HASH_ALGO if o.hash else ""})
         elif probe.shape[1] != w.dim:
             raise StoreError(f"{plan.out}: the network gives {probe.shape[1]} features, the store holds {w.dim}; "
                              "pass --overwrite")
-        classes = w.attrs()["classes"]
-        index = {c: k for k, c in enumerate(classes)}
-        hashing = bool(w.attrs().get("hash"))
-        row_of = {j: i for i, j in delta.changed} if delta is not None else {}
-        failures = w.failures()
-        broken_rows: list[int] = []
+        return embed, cfg
 
-        def write(k: int, got: list[int], feats, logits, bad: list[tuple[int, str]]) -> None:
-            digests = [file_digest(ds.path(j)) for j in got] if hashing else None
-            new = [n for n, j in enumerate(got) if j not in row_of]
-            old = [n for n, j in enumerate(got) if j in row_of]
-            if old:
-                sel = [got[n] for n in old]
-                w.replace([row_of[j] for j in sel], feats[old], None if logits is None else logits[old],
-                          size=ds.size[sel], mtime_ns=ds.mtime_ns[sel],
-                          hashes=None if digests is None else [digests[n] for n in old])
-            if new:
-                sel = [got[n] for n in new]
-                w.append([ds.ids[j] for j in sel], [index[ds.classes[ds.labels[j]]] for j in sel],
-                         [ds.split[j] for j in sel], feats[new], None if logits is None else logits[new],
-                         size=ds.size[sel], mtime_ns=ds.mtime_ns[sel],
-                         hashes=None if digests is None else [digests[n] for n in new])
-            if bad:
-                failures.extend((ds.ids[j], reason, int(ds.size[j]), int(ds.mtime_ns[j])) for j, reason in bad)
-                broken_rows.extend(row_of[j] for j, _ in bad if j in row_of)
-                w.set_failures(failures)
-            if self.on_batch is not None:
-                self.on_batch(k)
+    def _write_batches(self, w: StoreWriter, embed, clock: _Clock, items: list[int], rows: _BatchRows, *,
+                       desc: str) -> BackgroundWriter:
+        """Hand each batch the model finishes to a background writer, with a progress bar; between batches,
+        stop if a signal came. Returns the (drained) writer, which knows its seconds."""
+        from tqdm.auto import tqdm
 
-        workers = default_workers(embed.gpu) if self.workers is None else self.workers
-        bar = tqdm(total=len(items), unit="img", desc=f"{cfg.backbone}:{cfg.layer}", disable=not self.progress,
-                   mininterval=1.0, smoothing=0.1)
-        loader = iter_batches([ds.path(j) for j in items], cfg.data, batch_size=self.batch_size or embed.batch_size,
-                              workers=workers, prepare=embed.prepare)
-        clock = _Clock(loader)
-        t_loop = time.perf_counter()
+        ds = self.plan.dataset
+        bar = tqdm(total=len(items), unit="img", desc=desc, disable=not self.options.progress, mininterval=1.0,
+                   smoothing=0.1)
         with BackgroundWriter() as writer:
             results = embed.map(clock)
             k = 0
-            while True:
-                step = clock.next(results, "in_model")
-                if step is None:
-                    break
+            while (step := clock.next(results, "in_model")) is not None:
                 b, feats, logits = step
                 k += 1
                 if k == 1:
-                    self.timings["first_batch_at"] = time.time()  # epoch seconds (benchmarks: start-up to first batch)
+                    self.timings["first_batch_at"] = time.time()  # epoch seconds (benchmarks: start-up to 1st batch)
                 got = [items[i] for i in b.indices]
                 bad = [(items[i], reason) for i, reason in b.failures]
                 self.failures += [(ds.ids[j], reason) for j, reason in bad]
                 self.n_new += len(got)
-                writer.submit(lambda k=k, got=got, f=feats, lg=logits, bad=bad: write(k, got, f, lg, bad))
+                writer.submit(functools.partial(rows.write, k, got, feats, logits, bad))
                 bar.update(len(got) + len(bad))
                 fault("extract:batch")
                 if self.stop.signum is not None:
                     writer.drain()
                     self.stop.check(self.n_new, w.n_rows)
             writer.drain()
-            w.drop(broken_rows)  # a changed file that no longer reads keeps no stale row
+            w.drop(rows.broken)  # a changed file that no longer reads keeps no stale row
         bar.close()
-        self.timings.update(clock.split(), write=writer.busy_s, write_wait=writer.wait_s,
-                            loop=time.perf_counter() - t_loop, decode_threads=workers)
-        numeric = {"device": embed.device.split(":")[0], "precision": cfg.precision, "runtime": embed.runtime}
-        numeric[embed.runtime] = _runtime_version(embed.runtime)
-        return numeric
+        return writer
+
+
+class _BatchRows:
+    """Writes one batch's rows: changed images replace their row, new ones are appended, failures recorded."""
+
+    def __init__(self, w: StoreWriter, ds, delta: Delta | None, on_batch: Callable[[int], None] | None):
+        self.w, self.ds, self.on_batch = w, ds, on_batch
+        self.index = {c: k for k, c in enumerate(w.attrs()["classes"])}
+        self.hashing = bool(w.attrs().get("hash"))
+        self.row_of = {j: i for i, j in delta.changed} if delta is not None else {}
+        self.failures = w.failures()
+        self.broken: list[int] = []  # rows of changed files that no longer read
+
+    def write(self, k: int, got: list[int], feats, logits, bad: list[tuple[int, str]]) -> None:
+        """Write batch ``k``: ``got`` (dataset indices) with their features and logits; ``bad`` unreadable."""
+        w, ds = self.w, self.ds
+        digests = [file_digest(ds.path(j)) for j in got] if self.hashing else None
+        old = [n for n, j in enumerate(got) if j in self.row_of]
+        new = [n for n, j in enumerate(got) if j not in self.row_of]
+        for part, store in ((old, self._replace), (new, self._append)):
+            if part:
+                sel = [got[n] for n in part]
+                store(sel, feats[part], None if logits is None else logits[part], size=ds.size[sel],
+                      mtime_ns=ds.mtime_ns[sel], hashes=None if digests is None else [digests[n] for n in part])
+        if bad:
+            self.failures.extend((ds.ids[j], reason, int(ds.size[j]), int(ds.mtime_ns[j])) for j, reason in bad)
+            self.broken.extend(self.row_of[j] for j, _ in bad if j in self.row_of)
+            w.set_failures(self.failures)
+        if self.on_batch is not None:
+            self.on_batch(k)
+
+    def _replace(self, sel: list[int], feats, logits, **stats) -> None:
+        self.w.replace([self.row_of[j] for j in sel], feats, logits, **stats)
+
+    def _append(self, sel: list[int], feats, logits, **stats) -> None:
+        ds = self.ds
+        self.w.append([ds.ids[j] for j in sel], [self.index[ds.classes[ds.labels[j]]] for j in sel],
+                      [ds.split[j] for j in sel], feats, logits, **stats)
 
 
 class _Clock:

@@ -24,19 +24,21 @@ import tomllib
 
 from ..analysis.analyze import AnalyzeOptions, analyze
 from ..errors import OptionError
-from ..extraction.plan import SyncOptions, plan_extraction, store_state
+from ..extraction.options import ExtractOptions
+from ..extraction.plan import plan_extraction, store_state
 from ..extraction.run import extract
 from ..files import write_json
-from ..learn.fit import fit_stores
+from ..learn.fit import FitOptions, fit_stores
 from ..store.reader import load_features, read_attrs
+from .slurm import SlurmOptions, submit_study_extract
 
 MARKER = ".featx-step.json"
 EXTRACT_KEYS = {"backbone", "weights", "layer", "pool", "tta", "dtype", "with_logits", "image_size",
                 "label_from_name", "split_seed", "split_ratios", "precision", "out", "batch_size", "workers", "device",
                 "hash"}
-FIT_KEYS = {"clf", "preprocess", "class_weight", "search", "cv", "n_jobs", "seed", "concat", "dask_scheduler"}
+FIT_KEYS = set(FitOptions.__dataclass_fields__) - {"out", "name", "runs_dir", "overwrite"}
 ANALYZE_KEYS = set(AnalyzeOptions.__dataclass_fields__) - {"runs_dir", "overwrite"}
-PLAN_KEYS = EXTRACT_KEYS - {"batch_size", "workers", "device", "hash"}  # what decides the store and its path
+SLURM_KEYS = set(SlurmOptions.__dataclass_fields__) - {"grace"}
 
 
 @dataclass
@@ -91,8 +93,7 @@ def load_study(path: str | Path) -> Study:
             e["split_ratios"] = tuple(e["split_ratios"])
     fit = _check(doc["fit"], FIT_KEYS, "fit", path) if "fit" in doc else None
     analysis = _check(doc["analyze"], ANALYZE_KEYS, "analyze", path) if "analyze" in doc else None
-    slurm = _check(doc.get("slurm", {}), {"shards", "partition", "time", "gpus_per_task", "cpus_per_task", "mem",
-                                          "account", "max_running"}, "slurm", path)
+    slurm = _check(doc.get("slurm", {}), SLURM_KEYS, "slurm", path)
     return Study(path, str(doc.get("name") or path.stem), _resolve(base, str(doc["data"])),
                  _resolve(Path.cwd(), str(doc.get("runs", "runs"))), extracts, fit, analysis, slurm)
 
@@ -102,10 +103,6 @@ class StepResult:
     name: str
     skipped: bool
     detail: str = ""
-
-
-def _plan(study: Study, e: dict):
-    return plan_extraction(data=study.data, **{k: v for k, v in e.items() if k in PLAN_KEYS})
 
 
 def _stamp(store: Path) -> dict:
@@ -137,22 +134,20 @@ def run_study(path: str | Path, *, slurm: bool = False, force: bool = False, pro
     results: list[StepResult] = []
     stores: list[Path] = []
     for e in study.extracts:
-        plan = _plan(study, e)
+        options = ExtractOptions(data=study.data, shard="none", progress=progress, **e)
+        plan = plan_extraction(options)
         name = f"extract {plan.cfg.backbone}:{plan.cfg.layer}"
-        state = store_state(plan, SyncOptions(hash=bool(e.get("hash"))))
+        state = store_state(plan, options.sync)
         if state is not None and state.cache_hit and not force:
             results.append(StepResult(name, True, f"{plan.out} is complete"))
             echo(f"skip {name}: {plan.out} is complete")
         elif slurm:
-            from .slurm import submit_study_extract
-
             job = submit_study_extract(study, e, plan.out)
             results.append(StepResult(name, False, f"SLURM array job {job}"))
             echo(f"done {name}: SLURM array job {job} -> {plan.out}")
         else:
             echo(f"run  {name} -> {plan.out}")
-            kw = {k: v for k, v in e.items() if k != "backbone"}
-            res = extract(e["backbone"], study.data, shard="none", progress=progress, **kw)
+            res = extract(options)
             results.append(StepResult(name, False, f"{res.n_new} rows computed"))
         stores.append(plan.out)
     if study.fit is not None:
@@ -166,9 +161,7 @@ def _fit(study: Study, stores: list[Path], force: bool, echo) -> StepResult:
     settings = dict(study.fit)
 
     def run(folder: Path) -> None:
-        kw = dict(settings)
-        clf = kw.pop("clf", "softmax")
-        fit_stores([load_features(s) for s in stores], clf, out=folder, overwrite=True, echo=echo, **kw)
+        fit_stores([load_features(s) for s in stores], FitOptions(**settings, out=folder, overwrite=True), echo=echo)
 
     return _step("fit", study, stores, settings, run, force, echo)
 

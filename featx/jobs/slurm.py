@@ -27,8 +27,10 @@ TEMPLATE = "array.sbatch"
 
 @dataclass(frozen=True)
 class SlurmOptions:
-    """``#SBATCH`` resources of each array task (None: the cluster's default)."""
+    """How an extraction is submitted: ``shards`` array tasks, each with these ``#SBATCH`` resources (None: the
+    cluster's default). Checked on construction."""
 
+    shards: int = 1  # array tasks, one shard each
     partition: str | None = None
     time: str | None = None
     gpus_per_task: int | None = None
@@ -38,23 +40,26 @@ class SlurmOptions:
     max_running: int | None = None  # the array's % limit
     grace: int = 120  # seconds between SIGUSR1 and the time limit
 
+    def __post_init__(self):
+        if self.shards < 1:
+            raise OptionError(f"--shards {self.shards}: need at least 1")
+        if self.max_running is not None and self.max_running < 1:
+            raise OptionError(f"--max-running {self.max_running}: need at least 1")
+
     def lines(self) -> list[str]:
         pairs = [("partition", self.partition), ("time", self.time), ("gpus-per-task", self.gpus_per_task),
                  ("cpus-per-task", self.cpus_per_task), ("mem", self.mem), ("account", self.account)]
         return [f"#SBATCH --{k}={sbatch_value(v, f'--{k}')}" for k, v in pairs if v not in (None, "")]
 
 
-def array_script(command: Sequence[str], *, count: int, store: Path, name: str, logs: Path, workdir: Path,
+def array_script(command: Sequence[str], *, store: Path, name: str, logs: Path, workdir: Path,
                  options: SlurmOptions) -> str:
-    """The sbatch script of an ``count``-task array running ``command --shard $i/count``.
+    """The sbatch script of an ``options.shards``-task array running ``command --shard $i/<shards>``.
 
     Every path, name and argument is data, never code: the command line is :func:`shlex.join`-ed, the folder
     ``shlex.quote``-d, ``#SBATCH`` values quoted the way sbatch reads them and comments kept to one line
     (:mod:`featx.report.escape`)."""
-    if count < 1:
-        raise OptionError(f"--shards {count}: need at least 1")
-    if options.max_running is not None and options.max_running < 1:
-        raise OptionError(f"--max-running {options.max_running}: need at least 1")
+    count = options.shards
     template = resources.files(__package__).joinpath(TEMPLATE).read_text()
     output = sbatch_value(str(logs).replace("%", "%%") + "/%x-%A_%a.out", "the log folder")  # %% is a literal %
     return template.format(
@@ -128,10 +133,9 @@ def option_args(options: dict) -> list[str]:
     return args
 
 
-def extract_script(args: Sequence[str], *, count: int, store: Path, options: SlurmOptions,
-                   name: str | None = None) -> str:
-    """The array script of ``featx ARGS --shard $i/count`` writing shards of ``store`` (logs beside it)."""
-    return array_script(featx_command(args), count=count, store=store, name=name or f"featx-{store.stem[:40]}",
+def extract_script(args: Sequence[str], *, store: Path, options: SlurmOptions, name: str | None = None) -> str:
+    """The array script of ``featx ARGS --shard $i/<shards>`` writing shards of ``store`` (logs beside it)."""
+    return array_script(featx_command(args), store=store, name=name or f"featx-{store.stem[:40]}",
                         logs=job_folder(store) / "logs", workdir=Path.cwd(), options=options)
 
 
@@ -145,13 +149,11 @@ def submit_study_extract(study, options: dict, store: Path) -> str:
     """Run one pipeline extraction as an array job and wait for it; the merged store must then be complete."""
     from .status import extraction_status
 
-    shards = int(study.slurm.get("shards", 1))
-    slurm = SlurmOptions(**{k: v for k, v in study.slurm.items() if k != "shards"})
+    slurm = SlurmOptions(**study.slurm)
     store = store.resolve()
     args = ["extract", "--data", str(study.data), "--out", str(store), "--quiet",
             *option_args({k: v for k, v in options.items() if k != "out"})]
-    job, _ = submit(extract_script(args, count=shards, store=store, options=slurm, name=f"featx-{study.name}"[:48]),
-                    store, wait=True)
+    job, _ = submit(extract_script(args, store=store, options=slurm, name=f"featx-{study.name}"[:48]), store, wait=True)
     status = extraction_status(store)
     if not status.done:
         bad = [f"{s.index} ({s.state})" for s in status.shards if s.state != "done"]

@@ -4,22 +4,13 @@ Everything here takes arrays: ``X`` (N x D float), ``y`` (int labels indexing
 ``classes``) and ``split`` (``"train"``/``"val"``/``"test"`` per row). It never
 imports torch, h5py or the store.
 
-Defaults are chosen for few hundred to few thousand images embedded in
-1,280-4,096 dims, and still work on 25,088-d flattened VGG16 maps:
-
-* ``softmax``: standardize + multinomial L-BFGS LogisticRegression, ``C=0.1``,
-  ``max_iter=3000``. With N << D the classes are linearly separable, so weak
-  regularisation only inflates the weights; ``C=0.1`` on standardized features is
-  the middle of the usual linear-probe range and L-BFGS converges within a few
-  hundred iterations even at 25k dims (3,000 leaves headroom, no warning spam).
-* ``linearsvc``: standardize + LinearSVC(``C=0.01``, ``dual="auto"``) wrapped in
-  sigmoid calibration (3-fold, one final SVM) so that ``predict``/top-k get
-  probabilities. A small C makes the dual solver converge fast when D is large.
-* ``mlp``: standardize + one hidden layer of 256 ReLU units, Adam, ``alpha=1e-3``,
-  early stopping on 10% of the training rows (patience 10).
-* ``knn``: L2-normalize (cosine neighbours: standardizing would give each of
-  thousands of mostly-noise dims the same weight) + 10 distance-weighted neighbours.
-* ``majority``: the class prior, a chance-level baseline (not part of ``all``).
+Each classifier is one :class:`ClassifierSpec` in :data:`CLASSIFIERS`: the function that builds its
+estimator, registered with :func:`register_classifier` (in the style of timm's ``register_model``)
+together with its default preprocessing, ``--search`` grid and how it takes ``--class-weight``.
+Adding a classifier is adding such a function here; ``--clf``, ``all``, ``--search`` and
+:func:`make_classifier` read the registry. The defaults suit a few hundred to a few thousand images
+embedded in 1,280-4,096 dims and still work on 25,088-d flattened VGG16 maps (each factory's
+docstring says why).
 
 ``pca:K`` (whitened PCA to K dims) can be prepended or used instead, e.g.
 ``--preprocess pca:256`` for flattened maps with few images; steps chain with ``+``.
@@ -29,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
@@ -50,41 +41,90 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..errors import ClassifierError
 from ..stats import n_folds
 
-CLASSIFIERS = ("softmax", "linearsvc", "mlp", "knn", "majority")
-"""Every classifier name; ``all`` means every one except the ``majority`` baseline."""
 
-DEFAULT_PREPROCESS = {"softmax": "standardize", "linearsvc": "standardize", "mlp": "standardize",
-                      "knn": "l2", "majority": "none"}
+# ---------------------------------------------------------------- the registry
 
-PARAM_GRIDS: dict[str, dict[str, list]] = {
-    "softmax": {"clf__C": [0.01, 0.1, 1.0, 10.0]},
-    "linearsvc": {"clf__C": [0.001, 0.01, 0.1, 1.0]},
-    "mlp": {"clf__alpha": [1e-4, 1e-3, 1e-2], "clf__hidden_layer_sizes": [(256,), (512,), (256, 128)]},
-    "knn": {"clf__n_neighbors": [1, 5, 10, 20], "clf__weights": ["uniform", "distance"]},
-    "majority": {},
-}
-"""``--search`` grids, keyed by pipeline parameter names."""
 
-SUPPORTS_CLASS_WEIGHT = {"softmax": "param", "linearsvc": "param", "mlp": "sample_weight"}
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """Everything featx knows about one classifier name.
+
+    ``factory(class_weight=..., random_state=..., n_jobs=...)`` builds the unfitted estimator (it takes
+    the keywords it uses and ignores the rest with ``**_``). ``preprocess`` is the default
+    ``--preprocess``; ``grid`` the ``--search`` grid over the estimator's parameters; ``class_weight``
+    how ``--class-weight balanced`` reaches it: ``"param"`` (the factory's ``class_weight``),
+    ``"sample_weight"`` (passed to ``fit``) or None (ignored, with a note); a ``baseline`` is not part of ``all``.
+    """
+
+    name: str
+    factory: Callable[..., BaseEstimator]
+    preprocess: str = "standardize"
+    grid: Mapping[str, Sequence] = field(default_factory=dict)
+    class_weight: str | None = None
+    baseline: bool = False
+
+    @property
+    def param_grid(self) -> dict[str, list]:
+        """:attr:`grid` keyed by pipeline parameter names (``clf__C``), as ``GridSearchCV`` takes it."""
+        return {f"clf__{k}": list(v) for k, v in self.grid.items()}
+
+    def estimator(self, *, class_weight: str | None = None, random_state: int | None = 0,
+                  n_jobs: int | None = None) -> BaseEstimator:
+        """The unfitted estimator; ``class_weight`` reaches it only when it is a parameter of it."""
+        return self.factory(class_weight=class_weight if self.class_weight == "param" else None,
+                            random_state=random_state, n_jobs=n_jobs)
+
+
+CLASSIFIERS: dict[str, ClassifierSpec] = {}
+"""The registry: name -> :class:`ClassifierSpec`, in registration order (the order ``all`` fits them in)."""
+
+
+def register_classifier(name: str, *, preprocess: str = "standardize", grid: Mapping[str, Sequence] | None = None,
+                        class_weight: str | None = None, baseline: bool = False):
+    """Decorator: register an estimator factory as classifier ``name`` (the fields of :class:`ClassifierSpec`)."""
+    if class_weight not in (None, "param", "sample_weight"):
+        raise ValueError(f"class_weight={class_weight!r}: use 'param', 'sample_weight' or None")
+
+    def register(factory: Callable[..., BaseEstimator]) -> Callable[..., Any]:
+        if name in CLASSIFIERS:
+            raise ValueError(f"classifier {name!r} is already registered")
+        CLASSIFIERS[name] = ClassifierSpec(name, factory, preprocess, dict(grid or {}), class_weight, baseline)
+        return factory
+
+    return register
+
+
+def get_classifier(name: str) -> ClassifierSpec:
+    """The registered classifier ``name``, or a :class:`ClassifierError` listing the names."""
+    try:
+        return CLASSIFIERS[name]
+    except KeyError:
+        raise ClassifierError(f"unknown classifier {name!r}; choose from {', '.join(CLASSIFIERS)} or all") from None
 
 
 def resolve_names(spec: str | Sequence[str]) -> list[str]:
-    """``"all"``, ``"softmax,knn"`` or a list of names -> validated list of names."""
+    """``"all"`` (every classifier but the baselines), ``"softmax,knn"`` or a list of names -> checked names."""
     parts = [spec] if isinstance(spec, str) else list(spec)
     names: list[str] = []
     for part in parts:
         for name in (p.strip().lower() for p in part.split(",")):
-            if not name:
-                continue
             if name == "all":
-                names += [n for n in CLASSIFIERS if n != "majority"]
-            elif name in CLASSIFIERS:
-                names.append(name)
-            else:
-                raise ClassifierError(f"unknown classifier {name!r}; choose from {', '.join(CLASSIFIERS)} or all")
+                names += [n for n, c in CLASSIFIERS.items() if not c.baseline]
+            elif name:
+                names.append(get_classifier(name).name)
     if not names:
         raise ClassifierError(f"no classifier given; choose from {', '.join(CLASSIFIERS)} or all")
     return list(dict.fromkeys(names))
+
+
+def check_class_weight(class_weight: str | None) -> str | None:
+    """``None``/``"none"`` -> None, ``"balanced"`` stays; anything else is a :class:`ClassifierError`."""
+    if class_weight not in (None, "none", "balanced"):
+        raise ClassifierError(f"unknown class weight {class_weight!r}; use none or balanced")
+    return None if class_weight == "none" else class_weight
+
+
+# ---------------------------------------------------------------- featx's estimators
 
 
 class LinearSVCCalibrated(ClassifierMixin, BaseEstimator):
@@ -187,20 +227,56 @@ def preprocess_steps(spec: str, *, random_state: int | None = 0) -> list[tuple[s
     return steps
 
 
-def _estimator(name: str, class_weight: str | None, random_state: int | None, n_jobs: int | None):
-    cw = class_weight if SUPPORTS_CLASS_WEIGHT.get(name) == "param" else None
-    if name == "softmax":
-        return LogisticRegression(C=0.1, max_iter=3000, class_weight=cw, random_state=random_state)
-    if name == "linearsvc":
-        return LinearSVCCalibrated(C=0.01, class_weight=cw, random_state=random_state)
-    if name == "mlp":
-        return MLPClassifier(hidden_layer_sizes=(256,), alpha=1e-3, early_stopping=True, validation_fraction=0.1,
-                             n_iter_no_change=10, max_iter=500, random_state=random_state)
-    if name == "knn":
-        return KNeighborsClassifier(n_neighbors=10, weights="distance", n_jobs=n_jobs)
-    if name == "majority":
-        return DummyClassifier(strategy="prior")
-    raise ClassifierError(f"unknown classifier {name!r}; choose from {', '.join(CLASSIFIERS)} or all")
+# ---------------------------------------------------------------- the classifiers
+
+
+@register_classifier("softmax", grid={"C": [0.01, 0.1, 1.0, 10.0]}, class_weight="param")
+def softmax(*, class_weight=None, random_state=None, **_):
+    """Multinomial L-BFGS LogisticRegression, ``C=0.1``, ``max_iter=3000``.
+
+    With N << D the classes are linearly separable, so weak regularisation only inflates the weights;
+    ``C=0.1`` on standardized features is the middle of the usual linear-probe range and L-BFGS converges
+    within a few hundred iterations even at 25k dims (3,000 leaves headroom, no warning spam).
+    """
+
+    return LogisticRegression(C=0.1, max_iter=3000, class_weight=class_weight, random_state=random_state)
+
+
+@register_classifier("linearsvc", grid={"C": [0.001, 0.01, 0.1, 1.0]}, class_weight="param")
+def linearsvc(*, class_weight=None, random_state=None, **_):
+    """LinearSVC(``C=0.01``, ``dual="auto"``) in sigmoid calibration (3-fold, one final SVM:
+    :class:`LinearSVCCalibrated`) so that ``predict``/top-k get probabilities.
+    A small C makes the dual solver converge fast when D is large."""
+
+    return LinearSVCCalibrated(C=0.01, class_weight=class_weight, random_state=random_state)
+
+
+@register_classifier("mlp", grid={"alpha": [1e-4, 1e-3, 1e-2], "hidden_layer_sizes": [(256,), (512,), (256, 128)]},
+                     class_weight="sample_weight")
+def mlp(*, random_state=None, **_):
+    """One hidden layer of 256 ReLU units, Adam, ``alpha=1e-3``, early stopping on 10% of the training
+    rows (patience 10)."""
+
+    return MLPClassifier(hidden_layer_sizes=(256,), alpha=1e-3, early_stopping=True, validation_fraction=0.1,
+                         n_iter_no_change=10, max_iter=500, random_state=random_state)
+
+
+@register_classifier("knn", preprocess="l2", grid={"n_neighbors": [1, 5, 10, 20], "weights": ["uniform", "distance"]})
+def knn(*, n_jobs=None, **_):
+    """10 distance-weighted neighbours of L2-normalized rows (cosine neighbours: standardizing would give
+    each of thousands of mostly-noise dims the same weight)."""
+
+    return KNeighborsClassifier(n_neighbors=10, weights="distance", n_jobs=n_jobs)
+
+
+@register_classifier("majority", preprocess="none", baseline=True)
+def majority(**_):
+    """The class prior: a chance-level baseline (not part of ``all``)."""
+
+    return DummyClassifier(strategy="prior")
+
+
+# ---------------------------------------------------------------- pipelines
 
 
 def make_classifier(name: str, *, preprocess: str | None = None, class_weight: str | None = None,
@@ -208,15 +284,14 @@ def make_classifier(name: str, *, preprocess: str | None = None, class_weight: s
                     block_widths: Sequence[int] | None = None, **params) -> Pipeline:
     """Unfitted Pipeline ``[blocks] -> preprocessing -> clf`` for classifier ``name``.
 
-    ``preprocess=None`` uses :data:`DEFAULT_PREPROCESS`; ``block_widths`` prepends a
+    ``preprocess=None`` uses the classifier's default; ``block_widths`` prepends a
     :class:`BlockL2Normalizer` (concatenated stores); ``params`` are ``clf__*`` overrides.
     """
-    if class_weight not in (None, "none", "balanced"):
-        raise ClassifierError(f"unknown class weight {class_weight!r}; use none or balanced")
-    class_weight = None if class_weight == "none" else class_weight
-    clf = _estimator(name, class_weight, random_state, n_jobs)
+    class_weight = check_class_weight(class_weight)
+    spec = get_classifier(name)
+    clf = spec.estimator(class_weight=class_weight, random_state=random_state, n_jobs=n_jobs)
     steps = [("blocks", BlockL2Normalizer(tuple(block_widths)))] if block_widths else []
-    steps += preprocess_steps(preprocess or DEFAULT_PREPROCESS[name], random_state=random_state)
+    steps += preprocess_steps(preprocess or spec.preprocess, random_state=random_state)
     pipe = Pipeline(steps + [("clf", clf)])
     if params:
         pipe.set_params(**params)
@@ -243,6 +318,13 @@ class SplitPlan:
     folds: int
 
 
+def check_folds(cv: int | None) -> int | None:
+    """``--cv``: None (the stored split decides) or at least 2 folds."""
+    if cv is not None and cv < 2:
+        raise ClassifierError(f"--cv {cv}: need at least 2 folds")
+    return cv
+
+
 def plan_splits(split: Sequence[str], *, cv: int | None = None) -> SplitPlan:
     """Honour the stored split; ``cv=K`` fits on train+val and adds a K-fold estimate.
 
@@ -251,8 +333,7 @@ def plan_splits(split: Sequence[str], *, cv: int | None = None) -> SplitPlan:
     Test rows are never in ``fit``.
     """
     split = np.asarray(split, dtype=object)
-    if cv is not None and cv < 2:
-        raise ClassifierError(f"--cv {cv}: need at least 2 folds")
+    check_folds(cv)
     train, val, test = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
     empty = np.array([], dtype=np.int64)
     if len(test):
@@ -311,17 +392,17 @@ class FitResult:
         return float(np.mean(self.y_true == self.y_pred))
 
 
-def _fit_one(est: Pipeline, X: np.ndarray, y: np.ndarray, *, name: str, class_weight: str | None, search: bool,
-             scoring: str, n_jobs: int | None, random_state: int | None) -> tuple[Pipeline, dict | None]:
+def _fit_one(est: Pipeline, X: np.ndarray, y: np.ndarray, *, spec: ClassifierSpec, class_weight: str | None,
+             search: bool, scoring: str, n_jobs: int | None, random_state: int | None) -> tuple[Pipeline, dict | None]:
     fit_params = {}
-    if class_weight == "balanced" and SUPPORTS_CLASS_WEIGHT.get(name) == "sample_weight":
+    if class_weight == "balanced" and spec.class_weight == "sample_weight":
         fit_params["clf__sample_weight"] = compute_sample_weight("balanced", y)
-    if not (search and PARAM_GRIDS[name]):
+    if not (search and spec.grid):
         return est.fit(X, y, **fit_params), None
     k = n_folds(y, 5)
     if k < 2:
         raise ClassifierError("--search needs at least 2 training rows per class")
-    gs = GridSearchCV(est, PARAM_GRIDS[name], cv=StratifiedKFold(k, shuffle=True, random_state=random_state),
+    gs = GridSearchCV(est, spec.param_grid, cv=StratifiedKFold(k, shuffle=True, random_state=random_state),
                       scoring=scoring, n_jobs=n_jobs, refit=True, error_score="raise")
     gs.fit(X, y, **fit_params)
     return gs.best_estimator_, {k.removeprefix("clf__"): v for k, v in gs.best_params_.items()}
@@ -341,7 +422,7 @@ def fit_evaluate(X: np.ndarray, y: np.ndarray, split: Sequence[str], classes: Se
                  block_widths: Sequence[int] | None = None, **params) -> FitResult:
     """Fit classifier ``name`` on the plan's fit rows; predict the held-out rows once.
 
-    ``search`` grid-searches :data:`PARAM_GRIDS` with stratified k-fold CV inside the
+    ``search`` grid-searches the classifier's grid with stratified k-fold CV inside the
     fit rows (in parallel with ``n_jobs``). Test labels are read only after the
     test rows were predicted, and test rows never reach ``fit``.
     """
@@ -354,10 +435,11 @@ def fit_evaluate(X: np.ndarray, y: np.ndarray, split: Sequence[str], classes: Se
     folds = plan.folds or 1
     _check_pca(proto, X.shape[1], int(len(plan.fit) * (folds - 1) / folds) if folds > 1 else len(plan.fit))
     notes = []
-    if class_weight == "balanced" and name not in SUPPORTS_CLASS_WEIGHT:
+    spec = get_classifier(name)
+    if class_weight == "balanced" and spec.class_weight is None:
         notes.append(f"{name} has no class weights; --class-weight balanced ignored")
     scoring = "balanced_accuracy" if class_weight == "balanced" else "accuracy"
-    kw = dict(name=name, class_weight=class_weight, search=search, scoring=scoring, n_jobs=n_jobs,
+    kw = dict(spec=spec, class_weight=class_weight, search=search, scoring=scoring, n_jobs=n_jobs,
               random_state=random_state)
     n_classes = len(classes)
 

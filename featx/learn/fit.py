@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from .. import __version__
+from ..backbones.weights_ref import WeightsRef
 from ..errors import ClassifierError
 from ..files import write_json, write_text
 from ..report import plots
@@ -62,8 +63,7 @@ class Source:
 
 def store_label(fp: dict) -> str:
     """Leaderboard row label from a fingerprint: backbone + weights (+ layer/pool when not default)."""
-    weights = str(fp.get("weights", "?"))
-    short = "random init" if weights == "none" else re.sub(r"^(package|file):", "", weights)
+    short = WeightsRef.from_identity(str(fp.get("weights", "?"))).short
     return f"{fp.get('backbone', '?')} [{short}]"
 
 
@@ -217,50 +217,92 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:120]
 
 
-def fit_stores(stores: Sequence["FeatureSet"], classifiers: str | Sequence[str], *, concat: bool = False,
-               out: str | Path | None = None, name: str | None = None, root: str | Path = "runs",
-               preprocess: str | None = None, class_weight: str | None = None, search: bool = False,
-               cv: int | None = None, n_jobs: int | None = None, seed: int = 0, overwrite: bool = False,
-               dask_scheduler: str | None = None,
+@dataclass(frozen=True)
+class FitOptions:
+    """Every option of ``featx fit`` (the flags and :func:`featx.fit`'s keywords), checked once as it is built.
+
+    ``clf``: names, a comma list or ``all``; ``out``/``name``/``runs_dir``/``overwrite``: the run folder
+    (:func:`featx.report.runs.new_run_dir`); ``dask_scheduler``: run the parallel work (``search``) on that
+    dask.distributed cluster. The rest is passed to :func:`featx.learn.classify.fit_evaluate`.
+    """
+
+    clf: str | Sequence[str] = "softmax"
+    concat: bool = False
+    out: str | Path | None = None
+    name: str | None = None
+    runs_dir: str | Path = "runs"
+    preprocess: str | None = None
+    class_weight: str | None = None
+    search: bool = False
+    cv: int | None = None
+    n_jobs: int | None = None
+    seed: int = 0
+    overwrite: bool = False
+    dask_scheduler: str | None = None
+
+    # field -> its check, run once by __post_init__: the one-line ClassifierError that fit_evaluate gives for
+    # the same bad value (a plain class attribute, not a field)
+    _parameter_constraints = {
+        "clf": classify.resolve_names,
+        "preprocess": lambda spec: classify.preprocess_steps(spec or "none"),
+        "class_weight": classify.check_class_weight,
+        "cv": classify.check_folds,
+    }
+
+    def __post_init__(self):
+        for field_name, check in self._parameter_constraints.items():
+            check(getattr(self, field_name))
+
+    @property
+    def classifiers(self) -> list[str]:
+        """The classifier names ``clf`` stands for."""
+        return classify.resolve_names(self.clf)
+
+    @property
+    def settings(self) -> dict:
+        """What metrics.json and model.json record of the options."""
+        return {"preprocess": self.preprocess, "class_weight": self.class_weight, "search": self.search,
+                "cv": self.cv, "seed": self.seed}
+
+
+def fit_stores(stores: Sequence["FeatureSet"], options: FitOptions | None = None, *,
                echo: Callable[[str], None] = lambda s: None) -> tuple[Path, list[tuple[dict, Path]]]:
     """Fit every classifier on every store (or on their concatenation) and write the run folder.
 
     Returns the run folder and ``(metrics, sub-folder)`` per fit. Several fits also
     write ``leaderboard.csv``/``.md``. ``echo`` receives one summary line per fit.
-    ``dask_scheduler``: run the parallel work (``search``) on that dask.distributed cluster.
     """
-    names = classify.resolve_names(classifiers)
+    o = options or FitOptions()
+    names = o.classifiers
     if not stores:
         raise ClassifierError("no feature store given")
     for fs in stores:
         if len(fs) == 0:
             raise ClassifierError(f"{fs.path}: the store has no rows; extract features into it first")
-    if concat:
+    if o.concat:
         if len(stores) < 2:
             raise ClassifierError("--concat needs at least two stores")
         sources = [source_from_concat(stores)]
     else:
         check_same_dataset(stores)
         sources = [source_from_store(fs) for fs in stores]
-    classify.preprocess_steps(preprocess or "none")
     for src in sources:  # refuse bad labels/splits before creating the run folder
-        plan = classify.plan_splits(src.split, cv=cv)
+        plan = classify.plan_splits(src.split, cv=o.cv)
         classify.check_labels(src.y, src.classes, plan.fit)
-    run = new_run_dir(out, name, root, overwrite=overwrite, echo=echo)
+    run = new_run_dir(o.out, o.name, o.runs_dir, overwrite=o.overwrite, echo=echo)
     single = len(sources) * len(names) == 1
-    settings = {"preprocess": preprocess, "class_weight": class_weight, "search": search, "cv": cv, "seed": seed}
     entries = []
     for src, fs in zip(sources, stores):
         for clf in names:
-            with joblib_backend(dask_scheduler):
-                res = classify.fit_evaluate(src.X, src.y, src.split, src.classes, clf, preprocess=preprocess,
-                                            class_weight=class_weight, search=search, cv=cv,
-                                            n_jobs=-1 if dask_scheduler and n_jobs is None else n_jobs,
-                                            random_state=seed, block_widths=src.widths if concat else None)
-            sub = run if single else run / _slug(f"{'concat' if concat else Path(fs.path).stem}--{clf}")
+            with joblib_backend(o.dask_scheduler):
+                res = classify.fit_evaluate(src.X, src.y, src.split, src.classes, clf, preprocess=o.preprocess,
+                                            class_weight=o.class_weight, search=o.search, cv=o.cv,
+                                            n_jobs=-1 if o.dask_scheduler and o.n_jobs is None else o.n_jobs,
+                                            random_state=o.seed, block_widths=src.widths if o.concat else None)
+            sub = run if single else run / _slug(f"{'concat' if o.concat else Path(fs.path).stem}--{clf}")
             while any(sub == e[1] for e in entries):  # two stores with the same file name
                 sub = sub.with_name(sub.name + "-2")
-            used = {**settings, "preprocess": preprocess or classify.DEFAULT_PREPROCESS[clf]}
+            used = {**o.settings, "preprocess": o.preprocess or classify.get_classifier(clf).preprocess}
             metrics = write_run(sub, src, res, used)
             for note in res.notes:
                 echo(f"note: {note}")

@@ -25,6 +25,9 @@ def joblib_backend(dask_scheduler: str | None = None, *, timeout: float = 20.0) 
         raise OptionError("--dask-scheduler needs dask.distributed: pip install 'featx[dask]'") from None
     try:
         client = Client(dask_scheduler, timeout=timeout)
+    except ValueError as exc:  # dask's "unknown address scheme", "invalid address"
+        raise OptionError(f"--dask-scheduler {dask_scheduler!r}: not a scheduler address ({exc}); use "
+                          "tcp://HOST:8786") from None
     except (OSError, TimeoutError) as exc:
         raise OptionError(f"--dask-scheduler {dask_scheduler}: cannot connect ({' '.join(str(exc).split())[:200]}); "
                           "start the scheduler (`dask scheduler`) or check the address") from None

@@ -356,39 +356,16 @@ class Store:
         return np.asarray(self.classes, dtype=object)[y] if names else y
 
     def logits(self, split: str | Sequence[str] | None = None, ids: Sequence[str] | None = None) -> np.ndarray:
-        """Source-model logits of the selected rows (a store extracted with ``with_logits=True``).
+        """Source-model logits, float32 ``(n, 1000)``, of the rows ``split`` or ``ids`` select (:meth:`rows`).
 
-        Parameters
-        ----------
-        split, ids
-            The selection, as in :meth:`rows`.
-
-        Returns
-        -------
-        numpy.ndarray of shape (n, 1000), float32
-
-        Raises
-        ------
-        StoreError
-            The store holds no logits.
+        A :class:`StoreError` when the store holds none (extract with ``with_logits=True``).
         """
         if not self.has_logits:
             raise StoreError(f"{self.path}: no logits in the store; extract with with_logits=True")
         return self._take("logits", self.rows(split, ids)).astype(np.float32, copy=False)
 
     def image_paths(self, split: str | Sequence[str] | None = None, ids: Sequence[str] | None = None) -> list[Path]:
-        """Image files of the selected rows.
-
-        Parameters
-        ----------
-        split, ids
-            The selection, as in :meth:`rows`.
-
-        Returns
-        -------
-        list of Path
-            :attr:`data_root` / id per row.
-        """
+        """Image files (:attr:`data_root` / id) of the rows ``split`` or ``ids`` select (:meth:`rows`)."""
         return [self.data_root / str(i) for i in self._column("ids")[self.rows(split, ids)]]
 
     def to_feature_set(self, *, require_complete: bool = True) -> FeatureSet:

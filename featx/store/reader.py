@@ -2,7 +2,7 @@
 :func:`read_snapshot`, the consistent read that every featx reader goes through.
 
 Plain h5py readers get the same guarantee by opening with ``locking=False`` and using the
-first ``attrs["rows"]`` rows of each dataset (see the README, "What the store guarantees").
+first ``attrs["rows"]`` rows of each dataset (see docs/store.md, "What the store guarantees").
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import StoreError
 from .lock import writer_active
-from .schema import (format_problem, generation, is_access_error, open_h5, read_failed, read_strs, structure_problem,
+from .schema import (damage_of, format_problem, generation, open_h5, read_failed, read_strs, structure_problem,
                      summary_attrs)
 
 T = TypeVar("T")
@@ -119,12 +119,11 @@ class DamagedStoreError(StoreError):
 def _open_checked(path: Path) -> h5py.File:
     try:
         f = open_h5(path, "r")
-    except StoreError:
-        raise
     except OSError as exc:
-        if is_access_error(exc):
+        damage = damage_of(exc)
+        if damage is None:
             raise StoreError(f"{path}: cannot be read ({str(exc).splitlines()[0]})") from None
-        raise _Damaged(f"not a readable HDF5 file: {str(exc).splitlines()[0]}") from None
+        raise _Damaged(f"not a readable HDF5 file: {damage}") from None
     problem = format_problem(f.attrs)
     if problem:
         f.close()

@@ -41,6 +41,12 @@ def is_access_error(exc: OSError) -> bool:
     return exc.errno in (errno.EACCES, errno.EPERM, errno.EAGAIN) or any(m in str(exc) for m in NOT_DAMAGE)
 
 
+def damage_of(exc: OSError) -> str | None:
+    """What ``exc``, raised opening or reading a file, says is wrong with its content (its first line),
+    or None when it is an access error (:func:`is_access_error`)."""
+    return None if is_access_error(exc) else str(exc).splitlines()[0]
+
+
 WRITE_CACHE = {"rdcc_nbytes": 0}  # no chunk cache when writing (see open_h5)
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..data.discover import ImageDataset, file_digest
+from ..data.dataset import ImageDataset
+from ..data.discover import file_digest
 from .schema import committed_rows, decode_attrs, read_failed, read_strs
 
 MISSING_POLICIES = ("drop", "keep")

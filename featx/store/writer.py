@@ -40,9 +40,10 @@ from ..errors import StoreError, causes
 from ..faults import fault
 from ..files import disk_error, free_bytes, is_disk_error, unreported_disk_error
 from .lock import store_lock
-from .schema import (FAILED_DATASETS, JSON_ATTRS, ROW_DATASETS, close_discarding, committed_rows, decode_attrs,
-                     encode_strs, format_problem, generation, is_access_error, is_write_failure, library_versions,
-                     new_h5, new_store, now, open_h5, read_failed, settings_problem, structure_problem)
+from .schema import (FAILED_DATASETS, JSON_ATTRS, ROW_DATASETS, close_discarding, committed_rows, damage_of,
+                     decode_attrs, encode_strs, format_problem, generation, is_access_error, is_write_failure,
+                     library_versions, new_h5, new_store, now, open_h5, read_failed, settings_problem,
+                     structure_problem)
 
 COPY_ROWS = 1 << 15
 APPEND_ORDER = ("features", "logits", "labels", "split", "size", "mtime_ns", "hash", "ids")  # ids last
@@ -302,10 +303,8 @@ def _damage(path: Path) -> str | None:
     try:
         with open_h5(path, "r") as f:
             return structure_problem(f)
-    except StoreError:
-        raise
     except OSError as exc:
-        return None if is_access_error(exc) else str(exc).splitlines()[0]
+        return damage_of(exc)
 
 
 def _move_aside(path: Path, why: str) -> None:

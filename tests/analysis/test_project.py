@@ -51,11 +51,17 @@ def test_project_subsamples_tsne_but_projects_all_rows_with_pca():
     assert p.coords.shape == (200, 2) and "fitted on" in p.note
 
 
+@pytest.mark.slow
 def test_umap_projection():
     pytest.importorskip("umap")
     X, y = clusters(n_per_class=30)
     e = P.project(X, y, "umap", 2, seed=0).coords
     assert e.shape == (120, 2) and np.all(np.isfinite(e))
+    from sklearn.metrics import silhouette_score
+
+    kept = silhouette_score(e, y)  # the four clusters stay apart in 2-D (0.95 here); shuffled labels: about 0
+    shuffled = silhouette_score(e, np.random.default_rng(0).permutation(y))
+    assert kept > 0.5 and kept > shuffled + 0.5, (kept, shuffled)
 
 
 def test_explained_variance_and_linear_separability():

@@ -208,13 +208,34 @@ def test_logme_linear_features_beat_noise(rng):
     good = T.logme(onehot(y, 5) + 0.1 * rng.normal(size=(200, 5)), y)
     noise = T.logme(rng.normal(size=(200, 5)), y)
     assert good > noise + 1.0
-    assert np.isfinite(T.logme(rng.normal(size=(20, 300)), rng.integers(0, 2, 20)))
+    wide = T.logme(rng.normal(size=(20, 300)), rng.integers(0, 2, 20))  # d > n noise: about -1.05
+    assert -1.3 < wide < -0.8 and wide < good - 1.0, (wide, good)
 
 
+@pytest.mark.xfail(strict=True, reason="featx bug: LogME of wide (d > n) features with a clear class signal is nan "
+                   "(the one-hot targets lie in F's span, the fixed point drives beta to infinity and the evidence "
+                   "becomes inf - inf; its limit there is finite: log N(t | 0, F F^T / alpha))")
+def test_logme_of_wide_separable_features_beats_noise():
+    r = np.random.default_rng(1)
+    y = r.integers(0, 2, 20)
+    noise = r.normal(size=(20, 300))
+    signal = noise + 3 * onehot(y, 2) @ r.normal(size=(2, 300))
+    assert T.logme(signal, y) > T.logme(noise, y) + 0.5  # nan > x is False
+
+
+@pytest.mark.filterwarnings("ignore:LogME stopped at max_iter")  # near-separable classes: evidence moves by 1e-9
 def test_logme_scales_with_float32_large_values(rng):
+    """Scaling F scales the evidence's alpha and nothing else: float32 features x 1e3 score as the float64
+    originals, and class signal still beats noise."""
     y = rng.integers(0, 3, 100)
-    F = (rng.normal(size=(100, 40)) * 1e3).astype(np.float32)
-    assert np.isfinite(T.logme(F, y))
+    noise = rng.normal(size=(100, 40))
+    signal = noise + 2 * onehot(y, 3) @ rng.normal(size=(3, 40))
+    scores = {}
+    for name, F in (("noise", noise), ("signal", signal)):
+        big = T.logme((F * 1e3).astype(np.float32), y)
+        assert big == pytest.approx(T.logme(F, y), abs=1e-6), name
+        scores[name] = big
+    assert scores["signal"] > scores["noise"] + 1.0, scores
 
 
 # ---------------------------------------------------------------------------- H-score
@@ -303,8 +324,8 @@ def test_fisher_matches_reference(rng):
 def test_labels_need_not_be_contiguous(rng):
     y = rng.integers(0, 3, 100)
     F = rng.normal(size=(100, 8))
-    for name, fn in T.FEATURE_SCORES.items():
-        assert fn(F, y * 10 + 5) == pytest.approx(fn(F, y)), name
+    for score in T.scores(source=False):
+        assert score.fn(F, y * 10 + 5) == pytest.approx(score.fn(F, y)), score.name
 
 
 # ------------------------------------------- wide features: low-rank Ledoit-Wolf scores, memory
@@ -356,6 +377,7 @@ def _relu_classes(rng, n, d, c, sep=0.3):
     return np.maximum((rng.normal(size=(c, d)) * sep)[y] + rng.normal(size=(n, d)), 0).astype(np.float32), y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n,d,c", [(300, 1280, 5), (1500, 1280, 10), (60, 200, 3), (500, 40, 4), (30, 2, 2)])
 def test_low_rank_ledoit_wolf_scores_equal_dense(rng, n, d, c):
     F, y = _relu_classes(rng, n, d, c)
@@ -365,6 +387,7 @@ def test_low_rank_ledoit_wolf_scores_equal_dense(rng, n, d, c):
         assert T.hscore_shrink(F, y) == pytest.approx(regularized_h_score_ref(F, y), rel=1e-8)
 
 
+@pytest.mark.slow
 def test_low_rank_equals_dense_on_a_real_1280d_store(monet_lite0_store):
     from featx.store.reader import load_features
 
@@ -394,7 +417,7 @@ def test_wide_features_never_form_a_d_by_d_matrix(rng):
 
 
 def test_peak_estimates_grow_with_the_shapes_and_bound_d_by_d_work():
-    for key in T.FEATURE_SCORES:
+    for key in T.score_keys(source=False):
         small, wide = T.peak_bytes(key, 480, 1280, 2), T.peak_bytes(key, 480, 25088, 2)
         assert 0 < small <= wide, key
     # the Gram scores depend on min(n, d)^2, not d^2: the VGG16 block5_pool case stays small

@@ -7,6 +7,7 @@ import inspect
 import json
 
 import numpy as np
+import pytest
 from helpers import copy_subset
 from typer.testing import CliRunner
 
@@ -18,7 +19,8 @@ from featx.cli import app
 from featx.cli import extract as cli_extract
 from featx.cli import fit as cli_fit
 from featx.cli import predict as cli_predict
-from featx.extraction.run import extract as stage_extract
+from featx.extraction.options import ExtractOptions
+from featx.learn.fit import FitOptions
 from featx.store.reader import load_features
 
 # CLI parameter -> API parameter where the names differ (the option's flag is the API name)
@@ -37,11 +39,21 @@ def _cli_names(command, name: str) -> set[str]:
     return {n for n in names if n is not None}
 
 
-def test_api_extract_has_exactly_the_parameters_of_the_stage_function():
-    ours, stage = _params(api.extract), _params(stage_extract)
-    assert list(ours) == list(stage)
-    for name, p in stage.items():
-        assert (ours[name].kind, ours[name].default) == (p.kind, p.default), name
+def test_api_extract_has_exactly_the_fields_of_the_options():
+    ours = _params(api.extract)
+    fields = {f.name: f for f in dataclasses.fields(ExtractOptions)}
+    assert [n for n in ours if n not in API_ONLY["extract"]] == list(fields)
+    for name, f in fields.items():
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD if not f.kw_only else inspect.Parameter.KEYWORD_ONLY
+        default = inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+        assert (ours[name].kind, ours[name].default) == (kind, default), name
+    assert all(n in api.extract.__doc__ for n in fields), "every option documented in help(featx.extract)"
+
+
+def test_extract_cli_options_are_the_options_fields_and_the_submission():
+    cli = _cli_names(cli_extract.extract, "extract")
+    assert cli == {f.name for f in dataclasses.fields(ExtractOptions)}, sorted(cli)
+    assert CLI_ONLY["extract"] - {"ctx"} == cli_extract.SUBMISSION
 
 
 def test_every_cli_option_is_an_api_parameter_and_back():
@@ -55,6 +67,16 @@ def test_every_cli_option_is_an_api_parameter_and_back():
     assert fields <= set(_params(api.analyze)), sorted(fields - set(_params(api.analyze)))
 
 
+def test_fit_options_are_the_options_of_the_api_and_the_cli_with_the_same_defaults():
+    """``featx.fit`` and ``featx fit`` each build one FitOptions: its fields are their options, nothing else."""
+    fields = {f.name: f.default for f in dataclasses.fields(FitOptions)}
+    api_params = {n: p.default for n, p in _params(api.fit).items() if n not in {"stores", *API_ONLY["fit"]}}
+    assert set(fields) == set(api_params) == _cli_names(cli_fit.fit, "fit") - {"stores"}
+    differ = {n for n in fields if fields[n] != api_params[n]}
+    assert differ == {"class_weight"}  # None (not given, as in a pipeline file) vs "none": the same weights
+
+
+@pytest.mark.slow
 def test_api_and_cli_give_the_same_store_and_the_same_metrics(tmp_path, monet_dir):
     data = copy_subset(monet_dir / "train", tmp_path / "data", per_class=8)
     runner = CliRunner()

@@ -33,6 +33,7 @@ def test_sklearn_checks_that_apply_to_images(check):
     getattr(ec, check)("ImageEmbedder", featx.ImageEmbedder())
 
 
+@pytest.mark.slow
 def test_clone_round_trips_every_parameter(monet_lite0_store):
     store = featx.Store(monet_lite0_store)
     emb = featx.ImageEmbedder("efficientnet_lite0", weights="none", layer="features", pool="gem", tta="hflip",
@@ -49,6 +50,7 @@ def test_clone_round_trips_every_parameter(monet_lite0_store):
     assert twin.pool == "max" and emb.pool == "gem"
 
 
+@pytest.mark.slow
 def test_pipeline_with_grid_search_over_pool_on_40_paintings(monet_dir):
     X, y = paintings(monet_dir, "train", 20)
     X_val, y_val = paintings(monet_dir, "val", 10)
@@ -66,6 +68,7 @@ def test_pipeline_with_grid_search_over_pool_on_40_paintings(monet_dir):
     assert len(names) == 1280 and names[0] == f"efficientnet_lite0.features.{search.best_params_['embed__pool']}_0"
 
 
+@pytest.mark.slow
 def test_features_equal_the_store_s_and_the_store_serves_as_cache(monet_lite0_store):
     from PIL import Image
 
@@ -87,6 +90,7 @@ def test_features_equal_the_store_s_and_the_store_serves_as_cache(monet_lite0_st
     assert other.n_cached_ == 0  # other settings: the store is not used
 
 
+@pytest.mark.slow
 def test_bad_inputs_name_the_problem(tmp_path):
     emb = featx.ImageEmbedder("efficientnet_lite0").fit()
     with pytest.raises(DataError, match="wrap a single image"):

@@ -17,6 +17,7 @@ def run(monet_lite0_store, tmp_path_factory):
     return featx.fit(featx.Store(monet_lite0_store), clf="softmax", out=tmp_path_factory.mktemp("runs") / "softmax")
 
 
+@pytest.mark.slow
 def test_a_fit_run_holds_metrics_model_report_and_figures(run):
     assert run.classifier == "softmax" and run.metrics["evaluation"]["mode"] == "test" and run.accuracy > 0.7
     assert "<featx.FitRun softmax" in repr(run) and "precision" in run.report
@@ -33,6 +34,7 @@ def test_a_fit_run_holds_metrics_model_report_and_figures(run):
     assert hasattr(run.model, "predict_proba") and run.model is run.model
 
 
+@pytest.mark.slow
 def test_several_classifiers_give_fit_runs_with_a_leaderboard(monet_lite0_store, tmp_path):
     runs = featx.fit(monet_lite0_store, clf="softmax,majority", out=tmp_path / "two")
     assert isinstance(runs, featx.FitRuns) and [r.classifier for r in runs] == ["softmax", "majority"]
@@ -41,6 +43,7 @@ def test_several_classifiers_give_fit_runs_with_a_leaderboard(monet_lite0_store,
     assert board[0]["classifier"] == "softmax" and len(runs.to_pandas()) == 2
 
 
+@pytest.mark.slow
 def test_predict_takes_the_run_its_model_or_the_file_and_reports_unreadable_images(run, monet_dir, tmp_path):
     images = sorted((monet_dir / "test" / "claude-monet").glob("*.jpg"))[:2]
     by_run = featx.predict(run, images, top_k=1)
@@ -60,3 +63,16 @@ def test_predict_takes_the_run_its_model_or_the_file_and_reports_unreadable_imag
         assert featx.predict(run, [broken], errors="ignore") == []
     with pytest.raises(ClassifierError, match="was not loaded by featx"):
         featx.predict(object(), images)
+
+
+def test_fit_run_on_a_small_store(tmp_path):
+    """The quick tier's FitRun: three separable synthetic classes (no extraction)."""
+    import _synth
+
+    path = _synth.store(tmp_path / "s.h5", n_per_class=(30, 30, 30), sep=4.0)
+    run = featx.fit(featx.Store(path), clf="softmax", out=tmp_path / "run")
+    assert run.classifier == "softmax" and run.classes == ["a", "b", "c"] and run.accuracy >= 0.9
+    assert run.metrics["evaluation"]["mode"] == "test" and "<featx.FitRun softmax" in repr(run)
+    assert (run.path / "metrics.json").is_file() and (run.path / "model.skops").is_file()
+    shuffled = _synth.store(tmp_path / "noise.h5", n_per_class=(30, 30, 30), sep=0.0)
+    assert featx.fit(featx.Store(shuffled), clf="softmax", out=tmp_path / "noise").accuracy < run.accuracy - 0.3

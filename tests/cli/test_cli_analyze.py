@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -15,12 +16,20 @@ from helpers import copy_subset
 from PIL import Image
 from typer.testing import CliRunner
 
-from featx.analysis.analyze import RANKED_KEYS, SCORE_KEYS, AnalyzeOptions, analyze
+from featx.analysis import registry
+from featx.analysis.analyze import AnalyzeOptions, analyze
+from featx.analysis.transfer import ranked_keys, score_keys
 from featx.cli import app
 from featx.config import DataCfg, ExtractCfg
 from featx.store.writer import write_arrays
 
 runner = CliRunner()
+SCORE_KEYS, RANKED_KEYS = score_keys(), ranked_keys()
+
+
+def replace_score(monkeypatch, key: str, fn) -> None:
+    """Compute the registered score ``key`` with ``fn`` for one test."""
+    monkeypatch.setitem(registry.SCORES, key, dataclasses.replace(registry.SCORES[key], fn=fn))
 
 
 def make_store(path: Path, *, sep: float, seed: int = 0, logits: bool = True, images: bool = False,
@@ -146,6 +155,7 @@ def test_user_errors_are_one_line(tmp_path):
     assert len(r.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_views_outliers_overlap_html(tmp_path):
     store = make_store(tmp_path / "v.h5", sep=3.0, images=True, n_per_class=30)
     out = tmp_path / "views"
@@ -194,6 +204,7 @@ def test_no_option_means_scores_and_pca(tmp_path):
     assert res.scores["d"]["pca"]["linear_separability"]["2"] > 0.8
 
 
+@pytest.mark.slow
 def test_analyze_never_imports_torch(tmp_path):
     store = make_store(tmp_path / "t.h5", sep=2.0)
     code = (
@@ -213,6 +224,7 @@ def test_analyze_never_imports_torch(tmp_path):
 
 # ----------------------------------------------------------------------------- real data
 
+@pytest.mark.slow
 def test_pretrained_beats_random_weights_on_monet(monet_lite0_store, monet_random_store, tmp_path):
     out = tmp_path / "monet"
     r = invoke(monet_lite0_store, monet_random_store, "-t", "--split", "all", "--out", out)
@@ -240,13 +252,14 @@ def test_pretrained_beats_random_weights_on_monet(monet_lite0_store, monet_rando
         fs = load_features(path)
         pcs[name] = (PCA(64, random_state=0).fit_transform(fs.features), fs.labels)
     for key in whitened:
-        fn = transfer.FEATURE_SCORES[key]
+        fn = getattr(transfer, key)
         assert fn(*pcs["good"]) > 1.3 * fn(*pcs["rand"]), key
     assert good["probe_acc"] > 0.75 and good["task_overlap"] > good["task_overlap_baseline"]
     ranking = list(csv.DictReader(open(out / "ranking.csv")))
     assert next(r for r in ranking if r["store"] == Path(monet_lite0_store).stem)["logme_rank"] == "1"
 
 
+@pytest.mark.slow
 def test_monet_views(monet_lite0_store, tmp_path):
     out = tmp_path / "views"
     r = invoke(monet_lite0_store, "--pca", "--thumbnails", "--outliers", "--overlap", "--html", "--out", out)
@@ -258,6 +271,7 @@ def test_monet_views(monet_lite0_store, tmp_path):
     assert max(sep.values()) > 0.75
 
 
+@pytest.mark.slow
 def test_fit_and_analyze_share_runs_dir_and_never_overwrite_a_run(tmp_path):
     stores = [make_store(tmp_path / f"r{i}.h5", sep=sep, seed=i) for i, sep in enumerate((0.1, 1.0, 3.0))]
     runs = tmp_path / "elsewhere"
@@ -285,12 +299,10 @@ def test_fit_and_analyze_share_runs_dir_and_never_overwrite_a_run(tmp_path):
 # ------------------------------------------------- wide features, memory budget, failing scores
 
 def test_a_failing_score_is_null_with_a_note_and_the_others_are_written(tmp_path, monkeypatch):
-    from featx.analysis import transfer
-
     def boom(F, y, **kw):
         raise MemoryError("Unable to allocate 4.7 GiB for an array with shape (25088, 25088)")
 
-    monkeypatch.setitem(transfer.FEATURE_SCORES, "hscore_shrink", boom)
+    replace_score(monkeypatch, "hscore_shrink", boom)
     store = make_store(tmp_path / "f.h5", sep=2.0)
     r = invoke(store, "-t", "--out", tmp_path / "o")
     assert r.exit_code == 0, r.output
@@ -303,13 +315,11 @@ def test_a_failing_score_is_null_with_a_note_and_the_others_are_written(tmp_path
 
 
 def test_every_score_failing_is_an_error_not_a_crash(tmp_path, monkeypatch):
-    from featx.analysis import transfer
-
     def boom(*a, **kw):
         raise RuntimeError("nope")
 
-    for key in transfer.FEATURE_SCORES:
-        monkeypatch.setitem(transfer.FEATURE_SCORES, key, boom)
+    for key in score_keys(source=False):
+        replace_score(monkeypatch, key, boom)
     store = make_store(tmp_path / "nolog.h5", sep=2.0, logits=False)
     r = invoke(store, "-t", "--out", tmp_path / "o")
     assert r.exit_code == 2 and "no transferability score could be computed" in r.output
@@ -325,7 +335,7 @@ def test_over_budget_scores_run_on_principal_components_or_are_skipped(tmp_path,
         seen.update(kw, dims=F.shape[1])
         return transfer.knn_acc(F, y, **kw)
 
-    monkeypatch.setitem(transfer.FEATURE_SCORES, "knn_acc", knn)
+    replace_score(monkeypatch, "knn_acc", knn)
     store = make_store(tmp_path / "w.h5", sep=2.0, dim=20000, n_per_class=40)
     r = invoke(store, "-t", "--out", tmp_path / "o", "--max-memory", "24M", "--score-dims", "16", "--k", "7")
     assert r.exit_code == 0, r.output
@@ -377,6 +387,7 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
 
 
+@pytest.mark.slow
 def test_vgg16_block5_pool_store_analyzed_in_a_subprocess(vgg_block5_store, tmp_path):
     out = tmp_path / "o"
     done = subprocess.run([sys.executable, "-m", "featx", "analyze", str(vgg_block5_store), "--transferability",

@@ -52,6 +52,7 @@ CASES = [("folder.h5", 4, "is a folder"), ("notes.h5", 4, "not a readable HDF5 f
          (f"missing-{LATIN1}.h5", 4, "no such feature store")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["info", "fit", "analyze"])
 @pytest.mark.parametrize("store,code,message", CASES)
 def test_store_commands_on_bad_stores(place, command, store, code, message):
@@ -59,6 +60,7 @@ def test_store_commands_on_bad_stores(place, command, store, code, message):
     assert store.replace(LATIN1, "caf\\xe9") in line  # the file is named, its odd byte shown escaped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command,code,message", [("fit", 2, "the store has no rows"),
                                                   ("analyze", 2, "the store has no rows")])
 def test_empty_store(place, command, code, message):
@@ -70,6 +72,7 @@ def test_info_on_empty_store_reports_zero_rows(place):
     assert r.returncode == 0 and "rows 0, dim 4" in r.stdout.decode()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["info", "fit", "analyze"])
 def test_store_at_a_non_utf8_path_works(place, command):
     r = featx(command, f"{LATIN1}.h5", *(["--runs-dir", "runs"] if command != "info" else ["--json"]), cwd=place)
@@ -115,6 +118,7 @@ def test_bad_choice_is_one_line_exit_2(place):
     one_error_line(featx("extract", "-b", "pixels", "-d", ".", "--device", "gpu", cwd=place), 2, "'--device'")
 
 
+@pytest.mark.slow
 def test_latin1_image_names_go_through_every_command(tmp_path):
     """Case 5 of the store issue end to end: an image named with Latin-1 bytes is a row like any other."""
     data = two_classes(tmp_path / "data", 6)
@@ -134,6 +138,7 @@ def test_latin1_image_names_go_through_every_command(tmp_path):
     assert f"a/{LATIN1}.jpg" in list(load_features(tmp_path / "s.h5").ids)
 
 
+@pytest.mark.slow
 def test_damaged_store_is_one_warning_line_and_kept(tmp_path):
     data = two_classes(tmp_path / "data", 3)
     assert featx("extract", "-b", "pixels", "-d", data, "-o", "s.h5", "-q", cwd=tmp_path).returncode == 0

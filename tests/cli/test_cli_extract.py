@@ -93,6 +93,7 @@ def test_extract_then_info(tmp_path):
     assert "rows 8, dim 3072" in text.output and "b/broken.jpg" in text.output
 
 
+@pytest.mark.slow
 def test_info_on_foreign_file(tmp_path):
     bad = tmp_path / "x.h5"
     bad.write_text("not hdf5")

@@ -34,6 +34,7 @@ def test_fit_one_store(tmp_path):
     assert (tmp_path / "run" / "model.skops").exists() and (tmp_path / "run" / "confusion_matrix.png").exists()
 
 
+@pytest.mark.slow
 def test_fit_options_search_balanced_cv(tmp_path):
     s = _synth.store(tmp_path / "s.h5", n_per_class=(80, 20, 20), sep=1.0)
     r = fit(s, "--clf", "softmax", "--class-weight", "balanced", "--search", "--n-jobs", "2", "--out", tmp_path / "a")
@@ -62,6 +63,7 @@ def _cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_leaderboard_and_default_run_dir(tmp_path):
     a = _synth.store(tmp_path / "a.h5", backbone="resnet", weights="IMAGENET1K_V2", sep=3.0)
     b = _synth.store(tmp_path / "b.h5", backbone="pixels", weights="none", sep=0.2)
@@ -123,6 +125,7 @@ def test_help():
     assert "--json" in runner.invoke(app, ["predict", "--help"]).stdout
 
 
+@pytest.mark.slow
 def test_fit_never_imports_torch(tmp_path):
     s = _synth.store(tmp_path / "s.h5")
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom featx.cli import app\n"

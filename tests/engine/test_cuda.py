@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from featx.extraction.options import ExtractOptions
 from featx.extraction.run import extract
 from featx.store.reader import load_features
 from helpers import copy_subset
@@ -23,10 +24,11 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_cuda_features_match_cpu(monet_dir, tmp_path, backbone):
     data = copy_subset(monet_dir, tmp_path / "data", per_class=12, split="train")
     kw = dict(weights="none", with_logits=True, progress=False)
-    cpu = load_features(extract(backbone, data, out=tmp_path / "cpu.h5", device="cpu", precision="fp32",
-                                workers=0, **kw).path)
+    cpu = load_features(extract(ExtractOptions(backbone, data, out=tmp_path / "cpu.h5", device="cpu", precision="fp32",
+                                               workers=0, **kw)).path)
     for precision, floor in (("fp32", 0.9999), ("auto", 0.99)):  # auto = bf16 (or fp16) autocast on CUDA
-        res = extract(backbone, data, out=tmp_path / f"gpu-{precision}.h5", device="cuda", precision=precision, **kw)
+        res = extract(ExtractOptions(backbone, data, out=tmp_path / f"gpu-{precision}.h5", device="cuda",
+                                     precision=precision, **kw))
         gpu = load_features(res.path)
         assert list(gpu.ids) == list(cpu.ids) and gpu.labels.tolist() == cpu.labels.tolist()
         assert gpu.features.shape == cpu.features.shape and np.isfinite(gpu.features).all()

@@ -1,6 +1,6 @@
 """Runtimes and precisions against the PyTorch fp32 reference, on real paintings, and the OpenVINO model cache.
 
-Tolerances (stated in the README's "Runtimes and precision"):
+Tolerances (stated in docs/runtimes.md, "Tolerances"):
 * OpenVINO fp32 vs PyTorch fp32: |difference| <= 1e-3 x the largest |feature|, cosine >= 0.99999 per image.
 * bf16 (OpenVINO or PyTorch autocast) vs PyTorch fp32: cosine >= 0.995 per image; ImageNet top-1 agrees
   on >= 90% of the images.
@@ -21,6 +21,7 @@ from featx.engine.cpu import native_bf16
 from featx.engine.loader import iter_batches
 from featx.engine.runtime import build_embedder, choose
 from featx.errors import OptionError
+from featx.extraction.options import ExtractOptions
 from featx.extraction.plan import make_cfg
 from featx.extraction.run import extract
 from featx.store.reader import load_features
@@ -55,6 +56,7 @@ CASES = [  # (backbone, weights, layer, pool, tta, logits)
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone,weights,layer,pool,tta,logits", CASES)
 def test_runtimes_match_torch_fp32(images, backbone, weights, layer, pool, tta, logits):
     cfg, _ = make_cfg(backbone, weights=weights, layer=layer, pool=pool, tta=tta, with_logits=logits)
@@ -79,6 +81,7 @@ def test_runtimes_match_torch_fp32(images, backbone, weights, layer, pool, tta, 
             assert (lg.argmax(1) == ref_l.argmax(1)).mean() >= 0.9
 
 
+@pytest.mark.slow
 def test_openvino_batches_are_exact_and_in_order(images):
     """A batch's features do not depend on its neighbours: a resumed run equals a whole one bit for bit."""
     cfg, _ = make_cfg("efficientnet_lite0")
@@ -109,6 +112,7 @@ def _entries(models):
     return sorted(p.name for p in models.iterdir() if not p.name.startswith("."))
 
 
+@pytest.mark.slow
 def test_model_cache_follows_the_fingerprint(monet_dir, tmp_path, monkeypatch):
     """Converted once; a new fingerprint (pool, local weights' content) gets its own conversion; a broken
     entry is converted again; the cache never serves another network's graph."""
@@ -123,42 +127,45 @@ def test_model_cache_follows_the_fingerprint(monet_dir, tmp_path, monkeypatch):
     torch.manual_seed(1)
     torch.save(resnet18().state_dict(), ck)
 
-    a = extract("resnet18", data, weights=str(ck), out=tmp_path / "a.h5", **kw)
+    a = extract(ExtractOptions("resnet18", data, weights=str(ck), out=tmp_path / "a.h5", **kw))
     assert a.runtime == "openvino" and len(_entries(models)) == 1
     first = _entries(models)[0]
     stamp = (models / first / "model.bin").stat().st_mtime_ns
-    extract("resnet18", data, weights=str(ck), out=tmp_path / "a2.h5", **kw)  # same network: no conversion
+    # same network: no conversion
+    extract(ExtractOptions("resnet18", data, weights=str(ck), out=tmp_path / "a2.h5", **kw))
     assert _entries(models) == [first] and (models / first / "model.bin").stat().st_mtime_ns == stamp
-    extract("resnet18", data, weights=str(ck), pool="max", layer="layer4", out=tmp_path / "b.h5", **kw)
+    extract(ExtractOptions("resnet18", data, weights=str(ck), pool="max", layer="layer4", out=tmp_path / "b.h5", **kw))
     assert len(_entries(models)) == 2
 
     torch.manual_seed(2)  # the checkpoint file changes: new weights, new conversion, new features
     torch.save(resnet18().state_dict(), ck)
-    c = extract("resnet18", data, weights=str(ck), out=tmp_path / "c.h5", **kw)
+    c = extract(ExtractOptions("resnet18", data, weights=str(ck), out=tmp_path / "c.h5", **kw))
     assert len(_entries(models)) == 3
     fa, fc = load_features(a.path), load_features(c.path)
     assert not np.allclose(fa.features, fc.features, atol=1e-3)
-    ref = extract("resnet18", data, weights=str(ck), out=tmp_path / "ref.h5", runtime="torch", precision="fp32",
-                  workers=0, progress=False)
+    ref = extract(ExtractOptions("resnet18", data, weights=str(ck), out=tmp_path / "ref.h5", runtime="torch",
+                                 precision="fp32", workers=0, progress=False))
     np.testing.assert_allclose(fc.features, load_features(ref.path).features, atol=1e-3, rtol=1e-3)
 
     entry = max((models / e for e in _entries(models)), key=lambda d: (d / "export.json").stat().st_mtime_ns)
     # damage that entry: it is converted again, features unchanged
     meta = json.loads((entry / "export.json").read_text())
     (entry / "model.bin").write_bytes(b"\0" * 100)
-    again = extract("resnet18", data, weights=str(ck), out=tmp_path / "c.h5", overwrite=True, **kw)
+    again = extract(ExtractOptions("resnet18", data, weights=str(ck), out=tmp_path / "c.h5", overwrite=True, **kw))
     assert np.array_equal(load_features(again.path).features, fc.features)
     assert (entry / "model.bin").stat().st_size > 100 and json.loads((entry / "export.json").read_text()) == meta
 
 
 NO_TORCH = textwrap.dedent("""
     import sys
+    from featx.extraction.options import ExtractOptions
     from featx.extraction.run import extract
-    r = extract("efficientnet_lite0", sys.argv[1], out=sys.argv[2], overwrite=True, progress=False)
+    r = extract(ExtractOptions("efficientnet_lite0", sys.argv[1], out=sys.argv[2], overwrite=True, progress=False))
     print(r.runtime, r.precision, "torch" in sys.modules, round(r.timings["start"], 2))
 """)
 
 
+@pytest.mark.slow
 def test_cached_model_runs_without_torch(monet_dir, tmp_path):
     data = copy_subset(monet_dir, tmp_path / "data", per_class=3, split="test")
     out = tmp_path / "s.h5"

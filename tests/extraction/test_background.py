@@ -11,8 +11,10 @@ import textwrap
 
 import h5py
 import numpy as np
+import pytest
 
 from featx.extraction.background import BackgroundWriter
+from featx.extraction.options import ExtractOptions
 from featx.extraction.run import extract
 from featx.store.reader import load_features
 from helpers import copy_subset
@@ -20,20 +22,22 @@ from helpers import copy_subset
 SLOW_DISK = textwrap.dedent("""
     import os, signal, sys, time
     from featx.errors import Stopped
+    from featx.extraction.options import ExtractOptions
     from featx.extraction.run import extract
     def slow(k):  # runs on the writer thread after batch k is written: the queue fills up behind it
         time.sleep(0.4)
         if k == 2:
             os.kill(os.getpid(), signal.SIGTERM)
     try:
-        extract("efficientnet_lite0", sys.argv[1], out=sys.argv[2], batch_size=2, workers=1, runtime="openvino",
-                precision="fp32", progress=False, on_batch=slow)
+        extract(ExtractOptions("efficientnet_lite0", sys.argv[1], out=sys.argv[2], batch_size=2, workers=1,
+                               runtime="openvino", precision="fp32", progress=False), on_batch=slow)
     except Stopped as exc:
         print(exc)
         sys.exit(exc.exit_code)
 """)
 
 
+@pytest.mark.slow
 def test_stop_writes_every_embedded_batch_then_resumes(monet_dir, tmp_path):
     data = copy_subset(monet_dir, tmp_path / "data", per_class=12, split="train")
     out = tmp_path / "s.h5"
@@ -46,11 +50,11 @@ def test_stop_writes_every_embedded_batch_then_resumes(monet_dir, tmp_path):
     assert embedded > 2 * 2  # batches queued behind the slow writes were written too
     assert embedded < 24
 
-    res = extract("efficientnet_lite0", data, out=out, runtime="openvino", precision="fp32", workers=0,
-                  progress=False)
+    res = extract(ExtractOptions("efficientnet_lite0", data, out=out, runtime="openvino", precision="fp32", workers=0,
+                                 progress=False))
     assert res.n_new == 24 - embedded and res.n_rows == 24
-    clean = extract("efficientnet_lite0", data, out=tmp_path / "clean.h5", runtime="openvino", precision="fp32",
-                    batch_size=7, progress=False)
+    clean = extract(ExtractOptions("efficientnet_lite0", data, out=tmp_path / "clean.h5", runtime="openvino",
+                                   precision="fp32", batch_size=7, progress=False))
     a, b = load_features(out), load_features(clean.path)
     assert sorted(a.ids) == sorted(b.ids)
     order = [list(b.ids).index(i) for i in a.ids]

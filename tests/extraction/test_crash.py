@@ -24,14 +24,17 @@ from PIL import Image
 
 from featx.data.discover import load_dataset
 from featx.errors import StoreError
+from featx.extraction.options import ExtractOptions
 from featx.extraction.run import extract
 from featx.store.reader import load_features
 from helpers import copy_subset
 
 RUN = textwrap.dedent("""
     import json, sys
+    from featx.extraction.options import ExtractOptions
     from featx.extraction.run import extract
-    extract("pixels", sys.argv[1], out=sys.argv[2], batch_size=4, workers=0, progress=False, **json.loads(sys.argv[3]))
+    extract(ExtractOptions("pixels", sys.argv[1], out=sys.argv[2], batch_size=4, workers=0, progress=False,
+                           **json.loads(sys.argv[3])))
 """)
 
 
@@ -41,7 +44,7 @@ def folder(tmp_path, monet_dir):
 
 
 def _px(data, out, **kw):
-    return extract("pixels", data, out=out, batch_size=4, workers=0, progress=False, **kw)
+    return extract(ExtractOptions("pixels", data, out=out, batch_size=4, workers=0, progress=False, **kw))
 
 
 def _killed_at(point: str, data, out, **kw) -> None:
@@ -67,6 +70,7 @@ def _edit(folder, k=2):
     return edited
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["append:features:2", "append:flush:2", "finalize:attrs"])
 def test_kill_during_first_extraction_then_rerun_equals_clean_run(point, folder, tmp_path):
     (folder / "claude-monet" / "broken.jpg").write_bytes(b"not an image")
@@ -76,6 +80,7 @@ def test_kill_during_first_extraction_then_rerun_equals_clean_run(point, folder,
     _same(out, _px(folder, tmp_path / "clean.h5").path)
 
 
+@pytest.mark.slow
 def test_kill_during_in_place_replacement_then_rerun(folder, tmp_path):
     out = tmp_path / "s.h5"
     _px(folder, out)
@@ -90,6 +95,7 @@ def test_kill_during_in_place_replacement_then_rerun(folder, tmp_path):
     _same(out, _px(folder, tmp_path / "clean.h5").path)
 
 
+@pytest.mark.slow
 def test_kill_while_dropping_rows_keeps_the_old_store(folder, tmp_path):
     out = tmp_path / "s.h5"
     _px(folder, out)
@@ -102,6 +108,7 @@ def test_kill_while_dropping_rows_keeps_the_old_store(folder, tmp_path):
     _same(out, _px(folder, tmp_path / "clean.h5").path)
 
 
+@pytest.mark.slow
 def test_kill_inside_overwrite_leaves_the_old_store(folder, tmp_path):
     out = tmp_path / "s.h5"
     _px(folder, out, split_seed=1)
@@ -119,14 +126,17 @@ def test_kill_inside_overwrite_leaves_the_old_store(folder, tmp_path):
 
 KILL_WITH_WORKERS = textwrap.dedent("""
     import os, signal, sys
+    from featx.extraction.options import ExtractOptions
     from featx.extraction.run import extract
     def kill(k):
         if k == 2:
             os.kill(os.getpid(), signal.SIGKILL)
-    extract("pixels", sys.argv[1], out=sys.argv[2], batch_size=2, workers=2, progress=False, on_batch=kill)
+    extract(ExtractOptions("pixels", sys.argv[1], out=sys.argv[2], batch_size=2, workers=2,
+                           progress=False), on_batch=kill)
 """)
 
 
+@pytest.mark.slow
 def test_kill_9_with_dataloader_workers_then_same_command_at_once(folder, tmp_path):
     """Case 6: orphaned DataLoader workers must not keep the writer lock."""
     out = tmp_path / "s.h5"
@@ -160,6 +170,7 @@ def _digests(path) -> dict[str, str]:
     return {i: hashlib.sha1(x.tobytes()).hexdigest() for i, x in zip(fs.ids, fs.features)}
 
 
+@pytest.mark.slow
 def test_reader_beside_a_writer_sees_only_whole_rows_and_whole_updates(tmp_path, monet_dir):
     data = copy_subset(monet_dir, tmp_path / "data", per_class=48, split="train")
     later = tmp_path / "later"
@@ -177,8 +188,8 @@ def test_reader_beside_a_writer_sees_only_whole_rows_and_whole_updates(tmp_path,
     reader = subprocess.Popen([sys.executable, "-c", READER, str(out), str(log), str(stop)])
     try:
         time.sleep(1.0)  # the reader is reading
-        res = extract("pixels", data, out=out, batch_size=4, workers=0, progress=False, split_seed=3,
-                      on_batch=lambda k: time.sleep(0.05))
+        res = extract(ExtractOptions("pixels", data, out=out, batch_size=4, workers=0, progress=False,
+                                     split_seed=3), on_batch=lambda k: time.sleep(0.05))
     finally:
         stop.touch()
         reader.wait(timeout=60)
@@ -199,6 +210,7 @@ def test_reader_beside_a_writer_sees_only_whole_rows_and_whole_updates(tmp_path,
             assert digest == new[image_id] or (image_id in edited and digest == old[image_id])
 
 
+@pytest.mark.slow
 def test_plain_h5py_reader_holding_the_store_while_extract_adds_an_image(folder, tmp_path):
     """Case 1: a notebook holds the store open read-only; extract appends the one new image."""
     out = tmp_path / "s.h5"
@@ -217,6 +229,7 @@ def test_plain_h5py_reader_holding_the_store_while_extract_adds_an_image(folder,
     assert not list(tmp_path.glob("*.corrupt-*"))
 
 
+@pytest.mark.slow
 def test_hdf5_locking_environment(folder, tmp_path):
     """HDF5_USE_FILE_LOCKING=FALSE (cluster scratch advice) works; TRUE with a lock refused is one clear line."""
     out = tmp_path / "s.h5"

@@ -17,6 +17,7 @@ from PIL import Image
 from featx.data.discover import load_dataset
 from featx.errors import StoreError
 from featx.extraction.plan import verify_store
+from featx.extraction.options import ExtractOptions
 from featx.extraction.run import extract
 from featx.store.reader import load_features
 from helpers import copy_subset, rgb
@@ -39,13 +40,14 @@ def forbid_model(monkeypatch):
 
 
 def _px(data, out, **kw):
-    return extract("pixels", data, out=out, workers=0, progress=False, **kw)
+    return extract(ExtractOptions("pixels", data, out=out, workers=0, progress=False, **kw))
 
 
 def _first(folder, cls="claude-monet"):
     return sorted((folder / cls).iterdir())[0]
 
 
+@pytest.mark.slow
 def test_edited_image_is_re_extracted_in_place(folder, tmp_path):
     """Case 2: an image rotated and saved under the same name."""
     out = tmp_path / "s.h5"
@@ -66,6 +68,7 @@ def test_edited_image_is_re_extracted_in_place(folder, tmp_path):
     assert _px(folder, out).cache_hit
 
 
+@pytest.mark.slow
 def test_new_split_seed_resplits_without_extracting(folder, tmp_path, monkeypatch):
     """Case 3: --split-seed 7 after the default seed."""
     out = tmp_path / "s.h5"
@@ -82,6 +85,7 @@ def test_new_split_seed_resplits_without_extracting(folder, tmp_path, monkeypatc
     assert not _px(folder, out, split_ratios=(0.5, 0.25, 0.25)).cache_hit
 
 
+@pytest.mark.slow
 def test_another_copy_of_the_folder_needs_relocate(folder, tmp_path, monkeypatch):
     """Case 4: the same --out pointed at another copy with one image fewer."""
     out = tmp_path / "s.h5"
@@ -98,6 +102,7 @@ def test_another_copy_of_the_folder_needs_relocate(folder, tmp_path, monkeypatch
     assert fs.data_root == copy.resolve() and fs.image_path(0).exists() and len(fs) == 15
 
 
+@pytest.mark.slow
 def test_latin1_file_name_is_stored_losslessly(folder, tmp_path):
     """Case 5: a file whose name is Latin-1 bytes."""
     odd = os.fsdecode(b"caf\xe9.jpg")
@@ -113,6 +118,7 @@ def test_latin1_file_name_is_stored_losslessly(folder, tmp_path):
     assert _px(folder, out).cache_hit  # and the next run does not die at the same place
 
 
+@pytest.mark.slow
 def test_deleted_files_follow_missing_policy(folder, tmp_path):
     out = tmp_path / "s.h5"
     _px(folder, out)
@@ -126,6 +132,7 @@ def test_deleted_files_follow_missing_policy(folder, tmp_path):
     assert _px(folder, out).cache_hit
 
 
+@pytest.mark.slow
 def test_hash_tells_touched_from_changed(folder, tmp_path, monkeypatch):
     out = tmp_path / "s.h5"
     _px(folder, out, hash=True)
@@ -139,6 +146,7 @@ def test_hash_tells_touched_from_changed(folder, tmp_path, monkeypatch):
         assert all(len(h) == 32 for h in f["hash"].asstr()[:])
 
 
+@pytest.mark.slow
 def test_failed_images_are_retried_when_fixed_or_asked(folder, tmp_path):
     bad = folder / "claude-monet" / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
@@ -155,6 +163,7 @@ def test_failed_images_are_retried_when_fixed_or_asked(folder, tmp_path):
     assert fs.failed == [] and "claude-monet/broken.jpg" in list(fs.ids)
 
 
+@pytest.mark.slow
 def test_manifest_relabel_and_new_class_without_extracting(tmp_path, monet_dir, monkeypatch):
     data = copy_subset(monet_dir, tmp_path / "img", per_class=4, split="train")
     files = sorted(p.relative_to(tmp_path).as_posix() for p in data.rglob("*.jpg"))
@@ -189,15 +198,20 @@ def test_symlinks_are_followed_and_one_file_is_one_row(folder, tmp_path):
     assert _px(folder, tmp_path / "s.h5").n_rows == 17
 
 
+@pytest.mark.slow
 def test_precision_is_part_of_the_fingerprint(folder, tmp_path):
     out = tmp_path / "s.h5"
-    extract("efficientnet_lite0", folder, weights="none", out=out, precision="fp32", workers=0, progress=False)
+    extract(ExtractOptions("efficientnet_lite0", folder, weights="none", out=out, precision="fp32", workers=0,
+                           progress=False))
     assert load_features(out).fingerprint["precision"] == "fp32"
     with pytest.raises(StoreError, match="different settings \\(precision\\)"):
-        extract("efficientnet_lite0", folder, weights="none", out=out, precision="bf16", workers=0, progress=False)
-    assert extract("efficientnet_lite0", folder, weights="none", out=out, workers=0, progress=False).cache_hit
+        extract(ExtractOptions("efficientnet_lite0", folder, weights="none", out=out, precision="bf16", workers=0,
+                               progress=False))
+    assert extract(ExtractOptions("efficientnet_lite0", folder, weights="none", out=out, workers=0,
+                                  progress=False)).cache_hit
 
 
+@pytest.mark.slow
 def test_verify_reports_without_extracting(folder, tmp_path):
     out = tmp_path / "s.h5"
     _px(folder, out)

@@ -22,6 +22,7 @@ def _run(toml: Path, cwd: Path) -> subprocess.CompletedProcess:
                           cwd=cwd)
 
 
+@pytest.mark.slow
 def test_a_pipeline_runs_once_then_skips_every_step_then_reruns_what_a_new_image_changes(paintings, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(paintings, data)

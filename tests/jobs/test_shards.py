@@ -53,6 +53,7 @@ def test_shard_comes_from_the_option_a_slurm_array_or_a_torchrun_rank():
     assert detect_shard({}) is None
 
 
+@pytest.mark.slow
 def test_three_shards_merge_into_the_single_process_store(paintings, single_store, tmp_path):
     out = tmp_path / "x.h5"
     for i in (2, 0, 1):  # any order: the last to finish merges
@@ -76,6 +77,7 @@ def _shard(paintings: Path, out: Path, i: int, n: int, *extra) -> None:
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.slow
 def test_merge_refuses_a_foreign_a_missing_and_an_unfinished_shard(paintings, tmp_path):
     out = tmp_path / "y.h5"
     for i in range(3):
@@ -105,6 +107,7 @@ def test_merge_refuses_a_foreign_a_missing_and_an_unfinished_shard(paintings, tm
     assert not (tmp_path / "m.h5").exists()  # a refused merge writes nothing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
 def test_a_time_limit_signal_stops_after_a_batch_and_the_same_command_resumes(sig, paintings, single_store,
                                                                                tmp_path):
@@ -129,6 +132,7 @@ def test_a_time_limit_signal_stops_after_a_batch_and_the_same_command_resumes(si
     assert_same_store(out, single_store)
 
 
+@pytest.mark.slow
 def test_cluster_option_errors_are_one_line(paintings, tmp_path):
     for args, needle in [(["--shard", "3/3"], "--shard 3/3"), (["--shards", "4"], "go with --slurm"),
                          (["--shard", "x"], "--shard 'x'")]:
@@ -138,6 +142,7 @@ def test_cluster_option_errors_are_one_line(paintings, tmp_path):
     assert r.returncode == 4 and "no such store and no shards" in r.stderr
 
 
+@pytest.mark.slow
 def test_slurm_dry_run_prints_an_array_script_of_this_command(paintings, tmp_path):
     r = featx("extract", "-b", BACKBONE, "-d", paintings, "--out", tmp_path / "s.h5", "--tta", "hflip",
               "--no-channels-last", "--slurm", "--shards", "16", "--max-running", "4", "--partition", "gpu",
@@ -157,12 +162,14 @@ def test_slurm_dry_run_prints_an_array_script_of_this_command(paintings, tmp_pat
     assert not (tmp_path / "slurm").exists()  # a dry run writes nothing
 
 
+@pytest.mark.slow
 def test_status_and_merge_import_no_torch(paintings, tmp_path):
+    from featx.extraction.options import ExtractOptions
     from featx.extraction.run import extract
 
     out = tmp_path / "p.h5"
     for i in range(2):
-        extract("pixels", paintings, out=out, shard=f"{i}/2", merge=False, workers=0, progress=False)
+        extract(ExtractOptions("pixels", paintings, out=out, shard=f"{i}/2", merge=False, workers=0, progress=False))
     code = ("import sys; from featx.cli import app; from typer.testing import CliRunner; "
             f"m = CliRunner().invoke(app, ['merge', *sorted(map(str, __import__('pathlib').Path(r'{tmp_path}')"
             ".glob('p.shard-*.h5')))]); "

@@ -34,6 +34,7 @@ def _squeue(job: str) -> list[str]:
     return out.split("\n") if out.strip() else []
 
 
+@pytest.mark.slow
 def test_featx_submits_an_array_a_task_is_requeued_and_the_merge_equals_one_process(slurm, paintings, single_store,
                                                                                     tmp_path):
     out = tmp_path / "cluster.h5"
@@ -69,6 +70,7 @@ def test_featx_submits_an_array_a_task_is_requeued_and_the_merge_equals_one_proc
     assert status.returncode == 0 and status.stdout.count(" done ") == 4, status.stdout
 
 
+@pytest.mark.slow
 def test_featx_run_slurm_extracts_as_an_array_job_waits_and_then_fits(slurm, paintings, single_store, tmp_path):
     toml = tmp_path / "study.toml"
     toml.write_text(f'name = "s"\ndata = "{paintings}"\n\n[[extract]]\nbackbone = "{BACKBONE}"\nout = "cache/s.h5"\n'
@@ -84,3 +86,12 @@ def test_featx_run_slurm_extracts_as_an_array_job_waits_and_then_fits(slurm, pai
     again = subprocess.run([sys.executable, "-m", "featx", "run", str(toml), "--slurm", "-q"], capture_output=True,
                            text=True, cwd=tmp_path)
     assert "2 steps: 0 run, 2 already done" in again.stdout, again.stdout  # nothing submitted the second time
+
+
+def test_the_local_cluster_script_parses_and_names_its_commands():
+    """The quick tier's check of this file (the cluster itself takes minutes): the script the tests start
+    SLURM with is valid bash and offers start and stop."""
+    script = REPO / "pipelines" / "slurm" / "local-cluster.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    assert "local-cluster.sh start" in text and '"$cmd" = stop' in text

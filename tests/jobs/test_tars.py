@@ -42,6 +42,7 @@ def test_brace_patterns_expand_with_their_zero_padding():
     assert expand("one.tar") == [Path("one.tar")]
 
 
+@pytest.mark.slow
 def test_three_tar_shards_give_the_features_of_the_folder(paintings, single_store, tmp_path):
     from featx.store.reader import load_features
 
@@ -63,6 +64,7 @@ def test_three_tar_shards_give_the_features_of_the_folder(paintings, single_stor
     assert verify.returncode == 0 and "in sync" in verify.stdout, verify.stdout + verify.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("label", ["cls", "json"])
 def test_labels_come_from_cls_or_json_members(paintings, tmp_path, label):
     ds = load_dataset(pack(paintings, tmp_path / label, 2, label=label))
@@ -73,6 +75,7 @@ def test_labels_come_from_cls_or_json_members(paintings, tmp_path, label):
     assert img[:2] == b"\xff\xd8"  # read straight from the tar at its offset: a JPEG
 
 
+@pytest.mark.slow
 def test_tar_errors_are_one_line(paintings, tmp_path):
     spec = pack(paintings, tmp_path / "t", 2)
     Path(spec.replace("{000000..000001}", "000001")).unlink()

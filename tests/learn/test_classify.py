@@ -37,15 +37,37 @@ def test_resolve_names():
         classify.resolve_names("svm")
 
 
-@pytest.mark.parametrize("name", classify.CLASSIFIERS)
+@pytest.mark.parametrize("name", list(classify.CLASSIFIERS))
 def test_make_classifier_steps(name):
     pipe = classify.make_classifier(name)
     assert isinstance(pipe, Pipeline) and pipe.steps[-1][0] == "clf"
-    expected = {"standardize": ["standardize"], "l2": ["l2"], "none": []}[classify.DEFAULT_PREPROCESS[name]]
+    expected = {"standardize": ["standardize"], "l2": ["l2"], "none": []}[classify.CLASSIFIERS[name].preprocess]
     assert [s for s, _ in pipe.steps[:-1]] == expected
     chained = classify.make_classifier(name, preprocess="l2+pca:8", block_widths=(4, 4))
     assert [s for s, _ in chained.steps[:-1]] == ["blocks", "l2", "pca"]
     assert chained.named_steps["pca"].n_components == 8
+
+
+def test_a_registered_classifier_is_built_searched_and_weighted_from_its_record(data, monkeypatch):
+    from sklearn.linear_model import LogisticRegression
+
+    monkeypatch.setattr(classify, "CLASSIFIERS", dict(classify.CLASSIFIERS))  # the registry as it was, after
+
+    @classify.register_classifier("strong", preprocess="l2", grid={"C": [0.5, 2.0]}, class_weight="param",
+                                  baseline=True)
+    def strong(*, class_weight=None, random_state=None, **_):
+        return LogisticRegression(C=1.0, class_weight=class_weight, random_state=random_state)
+
+    assert classify.resolve_names("all") == REAL and classify.resolve_names("strong,all") == ["strong", *REAL]
+    pipe = classify.make_classifier("strong", class_weight="balanced")
+    assert [s for s, _ in pipe.steps] == ["l2", "clf"] and pipe.named_steps["clf"].class_weight == "balanced"
+    X, y, split, _ = data
+    r = classify.fit_evaluate(X, y, split, CLASSES, "strong", search=True, class_weight="balanced")
+    assert r.best_params["C"] in (0.5, 2.0) and r.accuracy >= 0.9 and not r.notes
+    with pytest.raises(ValueError, match="already registered"):
+        classify.register_classifier("strong")(strong)
+    with pytest.raises(ValueError, match="class_weight='always'"):
+        classify.register_classifier("other", class_weight="always")
 
 
 def test_bad_preprocess_and_class_weight():
@@ -112,7 +134,7 @@ def test_no_split_uses_out_of_fold_cv(data):
 def test_search_picks_from_grid(data):
     X, y, split, _ = data
     r = classify.fit_evaluate(X, y, split, CLASSES, "knn", search=True, n_jobs=2)
-    assert r.best_params["n_neighbors"] in classify.PARAM_GRIDS["knn"]["clf__n_neighbors"]
+    assert r.best_params["n_neighbors"] in classify.CLASSIFIERS["knn"].grid["n_neighbors"]
     assert r.model.named_steps["clf"].n_neighbors == r.best_params["n_neighbors"]
 
 
@@ -134,7 +156,7 @@ def test_pca_too_large_is_a_clear_error(data):
         classify.fit_evaluate(X, y, split, CLASSES, "softmax", preprocess="pca:64")
 
 
-def test_flattened_vgg_width_defaults_are_fast_and_fit():
+def test_flattened_vgg_width_defaults_fit():
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 100)
     X = (np.maximum(rng.normal(size=(200, 25_088)), 0) * (rng.random(25_088) < 0.3)).astype(np.float32)
@@ -142,7 +164,10 @@ def test_flattened_vgg_width_defaults_are_fast_and_fit():
     split = np.array((["train"] * 80 + ["val"] * 10 + ["test"] * 10) * 2, dtype=object)
     for name in ("softmax", "linearsvc"):
         r = classify.fit_evaluate(X, y, split, ["a", "b"], name)
-        assert r.accuracy >= 0.9 and r.fit_seconds < 30, (name, r.accuracy, r.fit_seconds)
+        assert r.accuracy >= 0.9, (name, r.accuracy)
+        # the defaults converge on 25k dims: the solver stopped before its iteration cap
+        n_iter = np.max(r.model.named_steps["clf"].n_iter_)
+        assert n_iter < r.model.named_steps["clf"].max_iter, (name, n_iter)
 
 
 def test_align_blocks_and_concat():

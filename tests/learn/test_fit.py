@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -29,7 +31,7 @@ def test_fit_stores_writes_run_folder(tmp_path):
     path = _synth.store(tmp_path / "s.h5", classes=("a", "b"), X=X, y=y, split=split, ids=ids, data_root=root)
     fs = load_features(path)
     lines = []
-    run, entries = fit.fit_stores([fs], "softmax", out=tmp_path / "run", echo=lines.append)
+    run, entries = fit.fit_stores([fs], fit.FitOptions(clf="softmax", out=tmp_path / "run"), echo=lines.append)
     assert run == tmp_path / "run" and len(entries) == 1
     names = {p.name for p in run.iterdir()}
     assert names == {"metrics.json", "report.txt", "confusion_matrix.png", "misclassified.png", "model.skops",
@@ -48,6 +50,26 @@ def test_fit_stores_writes_run_folder(tmp_path):
     assert "precision" in (run / "report.txt").read_text()
 
 
+@pytest.mark.parametrize("option, message", [
+    ({"clf": "forest"}, "unknown classifier 'forest'; choose from softmax, linearsvc, mlp, knn, majority or all"),
+    ({"clf": " , "}, "no classifier given"),
+    ({"preprocess": "zca"}, "unknown preprocessing 'zca'"),
+    ({"class_weight": "inverse"}, "unknown class weight 'inverse'; use none or balanced"),
+    ({"cv": 1}, "--cv 1: need at least 2 folds"),
+])
+def test_fit_options_are_checked_once_as_they_are_built(option, message):
+    with pytest.raises(ClassifierError, match=re.escape(message)):
+        fit.FitOptions(**option)
+
+
+def test_fit_options_resolve_classifiers_and_record_settings():
+    o = fit.FitOptions(clf="all,majority", preprocess="l2+pca:4", class_weight="balanced", cv=3, seed=7)
+    assert o.classifiers == ["softmax", "linearsvc", "mlp", "knn", "majority"]
+    assert o.settings == {"preprocess": "l2+pca:4", "class_weight": "balanced", "search": False, "cv": 3, "seed": 7}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.seed = 1
+
+
 def test_check_same_dataset(tmp_path):
     a = load_features(_synth.store(tmp_path / "a.h5"))
     b = load_features(_synth.store(tmp_path / "b.h5", data_root="/elsewhere"))
@@ -64,7 +86,8 @@ def test_leaderboard_table_csv_markdown(tmp_path):
     a = load_features(_synth.store(tmp_path / "good.h5", backbone="good", weights="w1", sep=4.0))
     b = load_features(_synth.store(tmp_path / "bad.h5", backbone="bad", weights="none", sep=0.3, seed=0))
     lines = []
-    run, entries = fit.fit_stores([b, a], "softmax,knn", root=tmp_path / "runs", echo=lines.append)
+    run, entries = fit.fit_stores([b, a], fit.FitOptions(clf="softmax,knn", runs_dir=tmp_path / "runs"),
+                                  echo=lines.append)
     rows = list(csv.DictReader(open(run / "leaderboard.csv")))
     assert len(rows) == 4 and [r["rank"] for r in rows] == ["1", "2", "3", "4"]
     accs = [float(r["accuracy"]) for r in rows]
@@ -86,7 +109,7 @@ def test_write_run_misclassified_uses_image_paths(tmp_path):
         Image.new("RGB", (32, 32), (0, 200, 0)).save(root / i, format="PNG")
     fs = load_features(_synth.store(tmp_path / "s.h5", classes=("a", "b"), X=X, y=y, split=split, ids=ids,
                                     data_root=root))
-    run, (entry,) = fit.fit_stores([fs], "knn", out=tmp_path / "r")
+    run, (entry,) = fit.fit_stores([fs], fit.FitOptions(clf="knn", out=tmp_path / "r"))
     m = entry[0]
     assert m["accuracy"] < 1.0
     with Image.open(run / "misclassified.png") as im:
@@ -100,7 +123,7 @@ def test_write_run_misclassified_uses_image_paths(tmp_path):
 @pytest.mark.slow
 def test_real_monet_run_folder_consistent_with_sklearn(monet_lite0_store, tmp_path):
     fs = load_features(monet_lite0_store)
-    run, ((m, _),) = fit.fit_stores([fs], "linearsvc", out=tmp_path / "run")
+    run, ((m, _),) = fit.fit_stores([fs], fit.FitOptions(clf="linearsvc", out=tmp_path / "run"))
     test = fs.split == "test"
     model = load_model(run / "model.skops").model
     pred = model.predict(fs.features[test])

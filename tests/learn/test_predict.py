@@ -59,7 +59,7 @@ def fake(monkeypatch):
 def fitted(tmp_path, fake):
     fs = load_features(_synth.store(tmp_path / "s.h5", sep=3.0))
     fake.add(fs)
-    run, _ = fit.fit_stores([fs], "linearsvc", out=tmp_path / "run")
+    run, _ = fit.fit_stores([fs], fit.FitOptions(clf="linearsvc", out=tmp_path / "run"))
     return fs, run
 
 
@@ -98,7 +98,7 @@ def test_concat_model_embeds_with_each_fingerprint(tmp_path, fake):
     b = load_features(_synth.store(tmp_path / "b.h5", backbone="beta", dim=16, sep=3.0, seed=2))
     fake.add(a)
     fake.add(b)
-    run, _ = fit.fit_stores([a, b], "softmax", concat=True, out=tmp_path / "run")
+    run, _ = fit.fit_stores([a, b], fit.FitOptions(clf="softmax", concat=True, out=tmp_path / "run"))
     meta = json.loads((run / "model.json").read_text())
     assert [fp["backbone"] for fp in meta["fingerprints"]] == ["alpha", "beta"] and meta["widths"] == [32, 16]
     paths = [Path(str(i)) for i in a.ids[:20]]
@@ -137,7 +137,7 @@ def test_bad_model_paths(tmp_path, fitted):
 @pytest.mark.slow
 def test_real_predict_training_paintings(monet_lite0_store, tmp_path):
     fs = load_features(monet_lite0_store)
-    run, ((m, _),) = fit.fit_stores([fs], "softmax", out=tmp_path / "run")
+    run, ((m, _),) = fit.fit_stores([fs], fit.FitOptions(clf="softmax", out=tmp_path / "run"))
     assert m["accuracy"] > 0.75
     model = predict.load_model(run).model
     train = np.flatnonzero(fs.split == "train")

@@ -62,6 +62,7 @@ def _same_as_in_memory(captured: dict, X: np.ndarray) -> set[str]:
     return named
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dim, options", [
     (8, {}),  # 8 dims: kNN keeps a KD-tree
     (32, {"class_weight": "balanced"}),  # 32 dims: brute-force kNN
@@ -70,16 +71,17 @@ def _same_as_in_memory(captured: dict, X: np.ndarray) -> set[str]:
 ], ids=["plain", "balanced", "pca", "search"])
 def test_every_classifier_round_trips_through_model_skops(tmp_path, captured, dim, options):
     fs = load_features(_synth.store(tmp_path / "s.h5", dim=dim, sep=1.5))
-    run, entries = fit.fit_stores([fs], "all,majority", out=tmp_path / "run", **options)
+    run, entries = fit.fit_stores([fs], fit.FitOptions(clf="all,majority", out=tmp_path / "run", **options))
     assert {m["classifier"] for m, _ in entries} == set(classify.CLASSIFIERS) and len(captured) == 5
     named = _same_as_in_memory(captured, fs.features)
     assert named <= TRUSTED_TYPES, sorted(named - TRUSTED_TYPES)
 
 
+@pytest.mark.slow
 def test_concat_models_round_trip(tmp_path, captured):
     a = load_features(_synth.store(tmp_path / "a.h5", backbone="alpha", dim=8, sep=1.5, seed=1))
     b = load_features(_synth.store(tmp_path / "b.h5", backbone="beta", dim=16, sep=1.5, seed=2))
-    fit.fit_stores([a, b], "all,majority", concat=True, out=tmp_path / "run")
+    fit.fit_stores([a, b], fit.FitOptions(clf="all,majority", concat=True, out=tmp_path / "run"))
     named = _same_as_in_memory(captured, np.hstack([a.features, b.features]))
     assert "featx.learn.classify.BlockL2Normalizer" in named and named <= TRUSTED_TYPES
 
@@ -152,6 +154,7 @@ def _planted(root: Path, name: str) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_tampered_checkpoint_is_refused_and_runs_nothing(pixels_run, tmp_path):
     import torch
 
@@ -169,6 +172,7 @@ def test_tampered_checkpoint_is_refused_and_runs_nothing(pixels_run, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_untrusted_type_in_model_skops_is_refused_and_runs_nothing(pixels_run, tmp_path):
     import skops.io as sio
 
@@ -200,6 +204,7 @@ def test_untrusted_type_in_model_skops_is_refused_and_runs_nothing(pixels_run, t
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_pickle_model_needs_trust_and_runs_nothing_without_it(pixels_run, tmp_path):
     marker, control = tmp_path / "pwned-by-pickle", tmp_path / "control"
     (tmp_path / "control.pkl").write_bytes(pickle.dumps(Touch(control)))
@@ -223,6 +228,7 @@ def test_pickle_model_needs_trust_and_runs_nothing_without_it(pixels_run, tmp_pa
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_own_pickle_model_predicts_with_trust(pixels_run, tmp_path):
     run = pixels_run / "run"
     folder = _planted(pixels_run, f"legacy-{tmp_path.name}")

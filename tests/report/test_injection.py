@@ -82,6 +82,7 @@ def _chrome(tmp_path: Path):
     return driver
 
 
+@pytest.mark.slow
 def test_html_view_shows_an_injected_label_as_text_in_chromium(hostile, tmp_path):
     page = hostile["analyze"] / f"{STORE_NAME}.html"
     text = page.read_text(encoding="utf-8")
@@ -112,6 +113,7 @@ def _cells(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow  # the hostile fixture runs extract, analyze and fit: ~15 s
 def test_csv_cells_that_a_spreadsheet_would_run_are_written_as_text(hostile):
     out, fit = hostile["analyze"], hostile["fit"]
     tables = {p.name: _cells(p) for p in [*out.glob("*.csv"), fit / "leaderboard.csv"]}
@@ -165,6 +167,7 @@ def _render(md: str) -> _Rendered:
     return parsed
 
 
+@pytest.mark.slow  # the hostile fixture runs extract, analyze and fit: ~15 s
 def test_markdown_tables_keep_their_columns_and_labels_stay_text(hostile):
     summary = (hostile["analyze"] / "summary.md").read_text(encoding="utf-8")
     board = (hostile["fit"] / "leaderboard.md").read_text(encoding="utf-8")

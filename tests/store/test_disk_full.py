@@ -30,12 +30,13 @@ import pytest
 
 from featx.config import DataCfg, ExtractCfg
 from featx.extraction.background import BackgroundWriter
+from featx.extraction.options import ExtractOptions
 from featx.extraction.run import extract
 from featx.faults import fault
 from featx.store import writer as store_writer
 from featx.store.reader import load_features
 from featx.store.writer import open_writer, write_arrays
-from helpers import copy_subset
+from helpers import copy_subset, split_subset
 
 TESTS = Path(__file__).resolve().parents[1]
 PIXELS = ["-b", "pixels", "--image-size", "96", "--batch-size", "4", "--workers", "0", "-q"]  # ~110 KB a row,
@@ -105,7 +106,7 @@ def paintings(tmp_path_factory, monet_dir) -> Path:
 def reference(paintings, tmp_path_factory) -> Path:
     """The store an uninterrupted run writes on a roomy disk."""
     out = tmp_path_factory.mktemp("reference") / "ref.h5"
-    extract("pixels", paintings, out=out, image_size=96, batch_size=4, workers=0, progress=False)
+    extract(ExtractOptions("pixels", paintings, out=out, image_size=96, batch_size=4, workers=0, progress=False))
     return out
 
 
@@ -137,6 +138,7 @@ def ballast(folder: Path, leave: int) -> Path:
 # ---------------------------------------------------------------- real full disks
 
 
+@pytest.mark.slow
 def test_disk_full_inside_hdf5_is_one_line_keeps_committed_rows_and_resumes(paintings, reference, tmpfs):
     """The full disk is met inside HDF5's writes (no free-space figure to check first): one line, the
     committed rows intact and listed by `featx info`, and the same command finishes once there is room."""
@@ -162,6 +164,7 @@ def test_disk_full_inside_hdf5_is_one_line_keeps_committed_rows_and_resumes(pain
     assert_same(store, reference)
 
 
+@pytest.mark.slow
 def test_disk_filled_by_another_process_during_extract(paintings, reference, tmpfs):
     """Another process fills the disk while `featx extract` runs: the next batch is refused before HDF5
     writes it (one line, the rows so far kept); the same command resumes once the space is back."""
@@ -197,6 +200,7 @@ def test_disk_filled_by_another_process_during_extract(paintings, reference, tmp
     assert_same(store, reference)
 
 
+@pytest.mark.slow
 def test_too_little_room_is_refused_up_front_creating_nothing(paintings, reference, tmpfs):
     """rows x dim x dtype does not fit: one line before the model loads; not even the lock file is made."""
     store = tmpfs / "s.h5"
@@ -213,6 +217,7 @@ def test_too_little_room_is_refused_up_front_creating_nothing(paintings, referen
 # ---------------------------------------------------------------- the store's write points
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point, words", [("append:features:2:enospc", "no space left"),
                                           ("append:flush:3:edquot", "disk quota exceeded"),
                                           ("finalize:attrs:eio", "I/O error")])
@@ -229,6 +234,7 @@ def test_store_write_points(point, words, paintings, reference, tmp_path):
     assert_same(store, reference)
 
 
+@pytest.mark.slow
 def test_failed_write_on_overwrite_keeps_the_old_store(paintings, reference, tmp_path):
     store = tmp_path / "s.h5"
     shutil.copy(reference, store)
@@ -311,6 +317,7 @@ def good_fit(synth_store, tmp_path_factory) -> Path:
     return root / "run"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["metrics.json", "model.skops", "model.json", "report.txt", "confusion_matrix.png",
                                   "misclassified.png"])
 def test_fit_outputs(name, synth_store, good_fit, tmp_path):
@@ -325,6 +332,7 @@ def test_fit_outputs(name, synth_store, good_fit, tmp_path):
     assert (run / "metrics.json").read_bytes() == metrics  # the finished run's record, untouched
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["scores.json", "summary.md", "s-pca-2d.png", "s-projections.npz", "scores.csv"])
 def test_analyze_outputs(name, synth_store, tmp_path):
     out = tmp_path / "analysis"
@@ -335,10 +343,7 @@ def test_analyze_outputs(name, synth_store, tmp_path):
 
 @pytest.fixture(scope="module")
 def small_paintings(tmp_path_factory, monet_dir) -> Path:
-    root = tmp_path_factory.mktemp("ft-data")
-    for split, n in (("train", 6), ("val", 2), ("test", 2)):
-        copy_subset(monet_dir, root / split, n, split=split)
-    return root
+    return split_subset(monet_dir, tmp_path_factory.mktemp("ft-data"), {"train": 6, "val": 2, "test": 2})
 
 
 FINETUNE = ["-b", "timm:test_efficientnet", "--weights", "none", "--unfreeze", "all", "--epochs", "1",
@@ -354,6 +359,7 @@ def good_finetune(small_paintings, tmp_path_factory) -> tuple[Path, dict]:
     return root / "run", env
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["best.pt", "metrics.json"])
 def test_finetune_outputs(name, small_paintings, good_finetune, tmp_path):
     good, env = good_finetune

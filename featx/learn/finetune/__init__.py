@@ -2,6 +2,7 @@
 
 ``config`` (the settings, torch-free), ``augment`` (paintings' augmentation, PIL), ``trunk``
 (the frozen / trainable split and the cached trunk), ``schedule`` (warm-up, cosine, plateau),
-``checkpoint`` (``best.pt`` / ``last.pt``), ``history`` (``history.csv``, ``curves.png``) and
-``train`` (:func:`featx.learn.finetune.train.finetune`, the loop and the run folder).
+``stopping`` (early stopping), ``checkpoint`` (``best.pt`` / ``last.pt``), ``history``
+(``history.csv``, ``curves.png``) and ``train`` (:func:`featx.learn.finetune.train.finetune`, the loop
+and the run folder).
 """

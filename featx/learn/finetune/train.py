@@ -10,7 +10,6 @@ epoch (order, views, dropout) or the image id (augmentation).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +21,9 @@ import torch
 from ...backbones.blocks import run_stages
 from ...backbones.build import create_model
 from ...backbones.registry import get_cfg
-from ...backbones.weights import weights_identity
-from ...data.discover import ImageDataset, load_dataset
+from ...backbones.weights_ref import WeightsRef
+from ...data.dataset import ImageDataset
+from ...data.discover import load_dataset
 from ...data.splits import DEFAULT_RATIOS
 from ...engine.embed import precision_name, resolve_device, resolve_precision
 from ...errors import DataError, OptionError
@@ -35,6 +35,7 @@ from . import checkpoint
 from .config import FinetuneCfg
 from .history import draw_curves, write_history
 from .schedule import Schedule
+from .stopping import EarlyStopping
 from .trunk import Network, Normalise, TrunkCache, view_batches
 
 EVAL_VIEW = -1
@@ -64,7 +65,7 @@ class FinetuneResult:
 
 def default_name(dataset: ImageDataset, cfg: FinetuneCfg) -> str:
     """``ft-<dataset>-<backbone>-u<N>`` (``-random`` for ``--weights none``)."""
-    random = "-random" if cfg.weights == "none" else ""
+    random = "-random" if WeightsRef.parse(cfg.weights, get_cfg(cfg.backbone)).kind == "none" else ""
     return f"ft-{dataset.name}-{cfg.backbone.replace(':', '-')}{random}-u{cfg.unfreeze}"
 
 
@@ -82,11 +83,12 @@ class Trainer:
                                 "(folders train/ val/ test/, a manifest split column, or the hash split)")
         self.classes = list(dataset.classes)
         self.bcfg = get_cfg(cfg.backbone)
-        self.identity = weights_identity(self.bcfg, cfg.weights)
+        self.weights = WeightsRef.parse(cfg.weights, self.bcfg)
+        self.identity = self.weights.identity
         self.device = resolve_device(device)
         self.amp = resolve_precision(cfg.precision, self.device)
         torch.manual_seed(cfg.seed)
-        model = create_model(self.bcfg, cfg.weights)
+        model = create_model(self.bcfg, self.weights)
         self.net = Network(model, cfg, len(self.classes), self.bcfg.name)
         channels_last = cfg.channels_last and self.device.type in ("cuda", "cpu")
         model.to(self.device)
@@ -105,7 +107,8 @@ class Trainer:
         key = "|".join(map(str, (self.bcfg.name, self.identity, cfg.unfreeze, self.bcfg.data, self.aug, cfg.seed,
                                  self.device, self.amp, dataset.root)))
         self.trunk = TrunkCache(key, keep=share_trunk) if self.cached else None
-        self.epoch, self.step, self.best_f1, self.best_epoch, self.bad = 0, 0, -math.inf, -1, 0
+        self.epoch, self.step = 0, 0
+        self.stopping = EarlyStopping(cfg.patience)
         self.history: list[dict] = []
         self.trunk_seconds = 0.0
 
@@ -288,6 +291,17 @@ class Trainer:
                 f"{split}_macro_f1": float(f1_score(y, pred, average="macro", labels=range(len(self.classes)),
                                                     zero_division=0))}
 
+    def run_epoch(self) -> dict:
+        """Train one epoch, validate, step the schedule and early stopping; the epoch's history row."""
+        e = self.epoch
+        row = {"epoch": e + 1, **self.train_epoch(e), **self.evaluate("val")}
+        row["lr"], row["lr_backbone"] = self.lrs()
+        row["lr_lowered"] = self.schedule.end_epoch(row["val_macro_f1"], e)
+        row["best"] = self.stopping.improved(row["val_macro_f1"], e)
+        self.epoch = e + 1
+        self.history.append(row)
+        return row
+
     def lrs(self) -> tuple[float, float]:
         by = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
         head = by.get("head", 0.0)
@@ -298,11 +312,10 @@ class Trainer:
     def payload(self, full: bool) -> dict:
         d = {"backbone": self.bcfg.to_dict(), "weights": self.identity, "classes": self.classes,
              "head": self.net.head_spec, "config": self.cfg.to_dict(), "data": str(self.ds.root),
-             "state_dict": self.net.model.state_dict(), "epoch": self.epoch, "best_epoch": self.best_epoch,
-             "val_macro_f1": self.best_f1 if math.isfinite(self.best_f1) else None,
+             "state_dict": self.net.model.state_dict(), "epoch": self.epoch, **self.stopping.summary(),
              "precision": precision_name(self.amp)}
         if full:
-            d.update({"step": self.step, "bad_epochs": self.bad, "history": self.history,
+            d.update({"step": self.step, "bad_epochs": self.stopping.bad, "history": self.history,
                       "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
                       "scaler": self.scaler.state_dict() if self.scaler is not None else None})
         return d
@@ -314,9 +327,8 @@ class Trainer:
         self.schedule.load_state_dict(ck["schedule"])
         if self.scaler is not None and ck.get("scaler"):
             self.scaler.load_state_dict(ck["scaler"])
-        self.epoch, self.step, self.bad = int(ck["epoch"]), int(ck["step"]), int(ck["bad_epochs"])
-        self.best_epoch = int(ck["best_epoch"])
-        self.best_f1 = -math.inf if ck["val_macro_f1"] is None else float(ck["val_macro_f1"])
+        self.epoch, self.step = int(ck["epoch"]), int(ck["step"])
+        self.stopping.resume(ck)
         self.history = [dict(r) for r in ck["history"]]
 
 
@@ -357,8 +369,8 @@ def finetune(data: str | Path, cfg: FinetuneCfg, *, out: str | Path | None = Non
         run = new_run_dir(out, name or default_name(ds, cfg), runs_dir, overwrite=overwrite, echo=echo)
     else:
         trainer.restore(ck)
-        echo(f"resuming {run} after epoch {trainer.epoch} (best val macro F1 {trainer.best_f1:.3f} at epoch "
-             f"{trainer.best_epoch + 1})")
+        echo(f"resuming {run} after epoch {trainer.epoch} (best val macro F1 {trainer.stopping.best:.3f} at epoch "
+             f"{trainer.stopping.best_epoch + 1})")
     n_train = sum(p.numel() for p in trainer.net.trainable_parameters())
     echo(f"{cfg.backbone}: training {cfg.unfreeze} of {len(trainer.net.blocks)} blocks + a new head "
          f"({n_train:,} parameters) on {len(trainer.rows['train'])} images, validating on "
@@ -367,20 +379,10 @@ def finetune(data: str | Path, cfg: FinetuneCfg, *, out: str | Path | None = Non
     trainer.fill_trunk()
     stopped = False
     while trainer.epoch < cfg.epochs:
-        if cfg.patience and trainer.bad >= cfg.patience:
+        if trainer.stopping.should_stop:
             stopped = True
             break
-        e = trainer.epoch
-        row = {"epoch": e + 1, **trainer.train_epoch(e), **trainer.evaluate("val")}
-        row["lr"], row["lr_backbone"] = trainer.lrs()
-        row["lr_lowered"] = trainer.schedule.end_epoch(row["val_macro_f1"], e)
-        row["best"] = row["val_macro_f1"] > trainer.best_f1 + 1e-9
-        trainer.epoch = e + 1
-        if row["best"]:
-            trainer.best_f1, trainer.best_epoch, trainer.bad = row["val_macro_f1"], e, 0
-        else:
-            trainer.bad += 1
-        trainer.history.append(row)
+        row = trainer.run_epoch()
         if row["best"]:
             checkpoint.save(run / "best.pt", trainer.payload(full=False))
         checkpoint.save(run / "last.pt", trainer.payload(full=True))
@@ -388,13 +390,13 @@ def finetune(data: str | Path, cfg: FinetuneCfg, *, out: str | Path | None = Non
         draw_curves(run / "curves.png", trainer.history, title=f"{cfg.backbone} on {ds.name}, unfreeze {cfg.unfreeze}")
         echo(epoch_line(row, cfg.epochs))
         if on_epoch is not None:
-            on_epoch(e + 1)
+            on_epoch(trainer.epoch)
+    best_epoch = trainer.stopping.best_epoch
     if stopped:
-        echo(f"early stop: no better validation macro F1 for {cfg.patience} epochs; best epoch {trainer.best_epoch + 1}")
+        echo(f"early stop: no better validation macro F1 for {cfg.patience} epochs; best epoch {best_epoch + 1}")
     seconds = time.perf_counter() - t0
     metrics = test_report(trainer, run, seconds)
-    return FinetuneResult(run, trainer.history, metrics, trainer.best_epoch, stopped, seconds, trainer.trunk_seconds,
-                          trainer)
+    return FinetuneResult(run, trainer.history, metrics, best_epoch, stopped, seconds, trainer.trunk_seconds, trainer)
 
 
 def epoch_line(row: dict, epochs: int) -> str:
@@ -415,17 +417,17 @@ def test_report(trainer: Trainer, run: Path, seconds: float) -> dict:
     rows, y, p = trainer.predict(split)
     predict_seconds = time.perf_counter() - t0
     pred = p.argmax(1)
-    cfg, classes = trainer.cfg, trainer.classes
+    cfg, classes, best_epoch = trainer.cfg, trainer.classes, trainer.stopping.best_epoch
     label = f"{cfg.backbone} [fine-tuned, unfreeze {cfg.unfreeze}]"
     m = compute_metrics(y, pred, p, classes)
     notes = [] if split == "test" else ["no test split: scored on the validation split used for model selection"]
     metrics = {"classifier": "finetune", "label": label, **cfg.to_dict(), "best_params": None,
                "evaluation": {"mode": split, "n_eval": len(y), "n_fit": len(trainer.rows["train"]),
                               "n_val": len(trainer.rows["val"]), "cv_folds": None},
-               **m, "val_accuracy": trainer.history[trainer.best_epoch]["val_accuracy"] if trainer.history else None,
+               **m, "val_accuracy": trainer.history[best_epoch]["val_accuracy"] if trainer.history else None,
                "cv_accuracy": None, "majority_accuracy": majority_accuracy(trainer.ds.labels[trainer.rows["train"]], y),
                "fit_seconds": seconds, "predict_seconds": predict_seconds, "trunk_seconds": trainer.trunk_seconds,
-               "best_epoch": trainer.best_epoch + 1, "epochs_run": trainer.epoch, "checkpoint": str((run / "best.pt").resolve()),
+               "best_epoch": best_epoch + 1, "epochs_run": trainer.epoch, "checkpoint": str((run / "best.pt").resolve()),
                "weights": trainer.identity, "data_root": str(trainer.ds.root), "notes": notes}
     write_evaluation(run, metrics, classes, y, pred, p, [trainer.ds.path(int(j)) for j in rows], label)
     return metrics

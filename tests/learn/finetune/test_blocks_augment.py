@@ -1,5 +1,5 @@
 """The block lists behind --unfreeze (their composition is the network), the head, the learning-rate
-schedule and the paintings' augmentation."""
+schedule, early stopping and the paintings' augmentation."""
 
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ from featx.learn.finetune.config import (
     parse_widths,
 )
 from featx.learn.finetune.schedule import Schedule
+from featx.learn.finetune.stopping import EarlyStopping
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source, arch, n_blocks, head", [
     ("timm", "tf_efficientnet_lite0", 7, "classifier"),
     ("timm", "test_resnet", 4, "fc"),
@@ -86,6 +88,18 @@ def test_schedule_warms_up_then_decays_or_halves_on_a_plateau():
     again = Schedule("plateau", steps_per_epoch=10, epochs=10, warmup_epochs=0)
     again.load_state_dict(plat.state_dict())
     assert again.scale(60) == 0.5 and again.best == pytest.approx(0.7)
+
+
+def test_early_stopping_keeps_the_first_best_epoch_and_stops_after_patience():
+    stop = EarlyStopping(patience=2)
+    assert stop.summary() == {"best_epoch": -1, "val_macro_f1": None} and not stop.should_stop
+    improved = [stop.improved(f, e) for e, f in enumerate([0.5, 0.6, 0.6 + 1e-10, 0.55])]
+    assert improved == [True, True, False, False] and stop.should_stop
+    assert stop.summary() == {"best_epoch": 1, "val_macro_f1": 0.6}
+    again = EarlyStopping(patience=2)
+    again.resume({**stop.summary(), "bad_epochs": stop.bad})
+    assert (again.best, again.best_epoch, again.bad, again.should_stop) == (0.6, 1, 2, True)
+    assert not EarlyStopping(patience=0).should_stop  # 0: never stop early
 
 
 def test_augmentation_is_repeatable_per_image_and_view(monet_dir):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import assert_png, copy_subset
+from helpers import assert_png, split_subset
 
 from featx.backbones.blocks import run_stages, split_blocks
 from featx.backbones.build import create_model, load_finetuned
@@ -36,10 +36,7 @@ QUIET = {"workers": 0, "progress": False}
 @pytest.fixture(scope="module")
 def paintings(tmp_path_factory, monet_dir) -> Path:
     """40 paintings: 12 train, 4 val, 4 test per artist."""
-    root = tmp_path_factory.mktemp("paintings")
-    for split, n in (("train", 12), ("val", 4), ("test", 4)):
-        copy_subset(monet_dir, root / split, n, split=split)
-    return root
+    return split_subset(monet_dir, tmp_path_factory.mktemp("paintings"), {"train": 12, "val": 4, "test": 4})
 
 
 def batch(root: Path, split: str = "train", n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,6 +61,7 @@ def full_run(paintings, tmp_path_factory):
     return finetune(paintings, cfg, out=tmp_path_factory.mktemp("runs") / "full", **QUIET), cfg
 
 
+@pytest.mark.slow
 def test_loss_falls_while_overfitting_one_batch(paintings):
     cfg = FinetuneCfg("efficientnet_lite0", unfreeze=1, dropout=0.0, label_smoothing=0.0)
     net = network(cfg)
@@ -83,6 +81,7 @@ def test_loss_falls_while_overfitting_one_batch(paintings):
     assert (net.top(a).argmax(1) == y).all()
 
 
+@pytest.mark.slow
 def test_only_unfrozen_parameters_change(full_run):
     res, _ = full_run
     before = create_model(LITE0, "imagenet").state_dict()
@@ -99,6 +98,7 @@ def test_only_unfrozen_parameters_change(full_run):
     assert after["classifier.1.weight"].shape == (2, 1280)  # the new head: Dropout, Linear(1280, 2)
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trips_and_run_folder(full_run):
     res, cfg = full_run
     ck = torch.load(res.best, weights_only=True)
@@ -121,16 +121,19 @@ def test_checkpoint_round_trips_and_run_folder(full_run):
     assert "accuracy" in (res.out / "report.txt").read_text()
 
 
+@pytest.mark.slow
 def test_reextracted_features_differ_and_equal_a_manual_forward(full_run, paintings, tmp_path):
+    from featx.extraction.options import ExtractOptions
     from featx.extraction.run import extract
     from featx.learn.predict import predict_paths
     from featx.store.reader import load_features
 
     res, _ = full_run
-    tuned = load_features(extract("efficientnet_lite0", paintings / "test", weights=str(res.best), with_logits=True,
-                                  out=tmp_path / "tuned.h5", precision="fp32", **QUIET).path)
-    frozen = load_features(extract("efficientnet_lite0", paintings / "test", out=tmp_path / "frozen.h5",
-                                   **QUIET).path)
+    tuned = load_features(extract(ExtractOptions("efficientnet_lite0", paintings / "test", weights=str(res.best),
+                                                 with_logits=True, out=tmp_path / "tuned.h5", precision="fp32",
+                                                 **QUIET)).path)
+    frozen = load_features(extract(ExtractOptions("efficientnet_lite0", paintings / "test", out=tmp_path / "frozen.h5",
+                                                  **QUIET)).path)
     assert tuned.fingerprint["weights"].startswith("file:best.pt:") and tuned.fingerprint != frozen.fingerprint
     assert np.abs(tuned.features - frozen.features).mean() > 1e-3
     model, _, _ = load_finetuned(res.best)
@@ -148,6 +151,7 @@ def test_reextracted_features_differ_and_equal_a_manual_forward(full_run, painti
     assert not failures and dict(results[0]["top"]) == pytest.approx(dict(zip(tuned.classes, p.tolist())), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_cached_trunk_gives_the_full_paths_gradients(paintings):
     cfg = FinetuneCfg("efficientnet_lite0", unfreeze=2, dropout=0.0, augment=Augment(enabled=False))
     net = network(cfg)
@@ -166,6 +170,7 @@ def test_cached_trunk_gives_the_full_paths_gradients(paintings):
         torch.testing.assert_close(g_cached, g_full, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_resume_continues_with_the_same_optimizer_state(paintings, tmp_path, monkeypatch):
     monkeypatch.setenv("FEATX_CACHE", str(tmp_path / "cache"))  # timm:<name> configs are resolved once, kept there
     cfg = FinetuneCfg("timm:test_efficientnet", weights="none", unfreeze=2, epochs=2, batch_size=8, views=2, warmup=0)
@@ -197,8 +202,9 @@ def featx(*args, cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=300, check=False)
 
 
-@pytest.mark.parametrize("value, needle", [("99", "--unfreeze 99: efficientnet_lite0 has 7 blocks"),
-                                           ("-1", "--unfreeze -1: must be 0")])
+@pytest.mark.parametrize("value, needle", [
+    pytest.param("99", "--unfreeze 99: efficientnet_lite0 has 7 blocks", marks=pytest.mark.slow),  # builds the net
+    ("-1", "--unfreeze -1: must be 0")])
 def test_bad_unfreeze_is_one_line(paintings, tmp_path, value, needle):
     r = featx("finetune", "-b", "efficientnet_lite0", "-d", paintings, "--unfreeze", value, "-o", tmp_path / "run",
               cwd=tmp_path)
@@ -207,6 +213,7 @@ def test_bad_unfreeze_is_one_line(paintings, tmp_path, value, needle):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_from_scratch_cli_and_predict(paintings, tmp_path, monkeypatch):
     """--weights none --unfreeze all (the seeds' baseline CNN) through the CLI, then predict with its head."""
     monkeypatch.setenv("FEATX_CACHE", str(tmp_path / "cache"))
@@ -226,6 +233,7 @@ def test_from_scratch_cli_and_predict(paintings, tmp_path, monkeypatch):
     assert {c for c, _ in top} == {"alfred-sisley", "claude-monet"} and sum(v for _, v in top) == pytest.approx(1)
 
 
+@pytest.mark.slow
 def test_checkpoints_are_checked_against_the_backbone_and_never_give_random_logits(full_run, tmp_path):
     from torchvision.models import resnet18
 
