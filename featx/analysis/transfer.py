@@ -27,6 +27,8 @@ LOG_2PI = float(np.log(2 * np.pi))
 BLOCK_BYTES = 64 * 2**20
 """Largest float64 block of F that the Gram-matrix builders hold at once (F itself is never copied whole)."""
 RANK_RTOL = 1e-12
+LAMBDA_FLOOR = 1e-10
+"""LogME's alpha / beta never goes below this times the largest squared singular value of F."""
 """Squared singular values below this fraction of the largest count as zero in the Ledoit-Wolf scores."""
 SILHOUETTE_ROWS = 5000
 """Rows the silhouette is computed on (a random sample when there are more)."""
@@ -373,12 +375,17 @@ def _logme_fixed_point(F: np.ndarray, y: np.ndarray, *, max_iter: int = 100, tol
         return (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - logdet / 2
                 - beta / 2 * res - alpha / 2 * m2 - n / 2 * LOG_2PI)
 
+    # Targets that F's span fits exactly (n <= d with a class signal) drive beta to infinity and the evidence
+    # to inf - inf; lambda = alpha / beta floored far below the spectrum keeps it at its finite limit.
+    lam_min = LAMBDA_FLOOR * sigma.max() if sigma.size else 0.0
     alpha, beta = np.ones(c), np.ones(c)
     for _ in range(max_iter):
-        lam = alpha / beta
+        lam = np.maximum(alpha / beta, lam_min)
         gamma, m2, res = stats(lam)
         prev = alpha, beta
         alpha, beta = gamma / m2, (n - gamma) / res
+        if lam_min:
+            beta = np.minimum(beta, alpha / lam_min)
         moving = np.abs(alpha / beta - lam) / lam >= tol
         if not moving.any():
             break
