@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class Var:
     def get(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The value, or None when unset (``environ``: another mapping than this process's)."""
         return (os.environ if environ is None else environ).get(self.name)
+
+    def path(self) -> Path:
+        """A folder variable's value, or its default, with ``~`` expanded (empty counts as unset)."""
+        return Path(self.get() or self.default).expanduser()
 
 
 VARS: dict[str, Var] = {}

@@ -25,7 +25,7 @@ def build_timm(arch: str, weights: WeightsRef) -> nn.Module:
     pcfg = timm.create_model(name, pretrained=False).pretrained_cfg
     repo = pcfg.get("hf_hub_id") or ""
     cached = _hf_cached(repo)
-    where = (env.HF_HUB_CACHE.get() or "~/.cache/huggingface/hub")
+    where = env.HF_HUB_CACHE.path()
     if cached is None and not _online("huggingface.co"):
         raise WeightsError(f"--weights imagenet: timm weights {repo or name} are not in the Hugging Face cache "
                            f"({where}) and huggingface.co is unreachable; run once with internet, or pass "

