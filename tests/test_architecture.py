@@ -36,6 +36,7 @@ LAYERS = [
     {"featx.data", "featx.backbones"},
     {"featx.store", "featx.engine", "featx.report"},
     {"featx.extraction", "featx.learn", "featx.analysis"},  # the stages
+    {"featx.look"},  # neighbours, audit, explain: over stores, fit runs and fine-tuned checkpoints
     {"featx.api"},  # the Python API: one function per command, the Store object, ImageEmbedder
     {"featx.jobs"},  # cluster and pipeline orchestration: shards' status, SLURM submission, `featx run`
     {"featx.cli"},
