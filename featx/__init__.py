@@ -29,6 +29,8 @@ _PUBLIC = {
     "extract": "featx.api",
     "fit": "featx.api",
     "predict": "featx.api",
+    "explain": "featx.api",
+    "Explanations": "featx.look.explain",
     "analyze": "featx.api",
     "ImageEmbedder": "featx.api",
     "Store": "featx.api",
@@ -37,6 +39,10 @@ _PUBLIC = {
     "FitRuns": "featx.api",
     "Analysis": "featx.api",
     "Predictions": "featx.api",
+    "neighbors": "featx.api",
+    "neighbors_overlap": "featx.api",
+    "audit": "featx.api",
+    "Audit": "featx.api",
 }
 
 __all__ = ["__version__", *_PUBLIC]

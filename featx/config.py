@@ -120,6 +120,7 @@ class BackboneCfg:
     num_classes: int = 1000
     description: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    cam_layer: str = ""  # module whose maps class activation maps weigh (the last conv block); "" = found at use
 
     def layer(self, name: str | None) -> LayerInfo:
         name = name or self.default_layer
@@ -157,6 +158,7 @@ class BackboneCfg:
             num_classes=int(d.get("num_classes", 1000)),
             description=d.get("description", ""),
             aliases=tuple(d.get("aliases", ())),
+            cam_layer=d.get("cam_layer", ""),
         )
 
 

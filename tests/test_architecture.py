@@ -51,7 +51,7 @@ ONLY_IN = {
     **{lib: ("featx/engine/embed.py", "featx/engine/export.py", "featx/backbones/build.py", "featx/backbones/torchvision.py",
              "featx/backbones/timm.py", "featx/backbones/pixels.py", "featx/backbones/tap.py",
              "featx/backbones/describe.py", "featx/backbones/weights.py", "featx/backbones/weights_ref.py", "featx/backbones/blocks.py",
-             "featx/learn/predict.py", "featx/learn/finetune/")
+             "featx/learn/predict.py", "featx/learn/finetune/", "featx/look/cam.py", "featx/look/network.py")
        for lib in ("torch", "torchvision", "timm")},
 }
 

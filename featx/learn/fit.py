@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import __version__
 from ..backbones.weights_ref import WeightsRef
-from ..errors import ClassifierError
+from ..errors import ClassifierError, OptionError
 from ..files import write_json, write_text
 from ..report import plots
 from ..report.leaderboard import format_table, leaderboard_rows, write_leaderboard
@@ -106,6 +106,57 @@ def check_same_dataset(stores: Sequence["FeatureSet"]) -> None:
                                   "fit them in separate calls")
 
 
+# ---------------------------------------------------------------- --exclude
+
+
+def read_exclude(path: str | Path) -> list[str]:
+    """The ids listed in an ``--exclude`` CSV (its ``id`` column: ``featx audit``'s ``leaks.csv``,
+    ``label_issues.csv``, ... or any CSV with one); an :class:`OptionError` names the file otherwise."""
+    import csv
+
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
+            reader = csv.DictReader(fh)
+            columns = reader.fieldnames or []
+            if "id" not in columns:
+                have = ", ".join(columns[:8]) or "none: the file is empty"
+                raise OptionError(f"--exclude {path}: no 'id' column (columns: {have}); pass a CSV with an id "
+                                  "column, such as featx audit's leaks.csv")
+            return [row["id"] for row in reader if row.get("id")]
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise OptionError(f"--exclude {path}: no such file; pass a CSV with an id column (featx audit writes "
+                          "leaks.csv)") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise OptionError(f"--exclude {path}: not a readable CSV ({exc}); pass a CSV with an id column") from None
+
+
+def exclude_rows(stores: Sequence["FeatureSet"], files: Sequence[Path]) -> tuple[list["FeatureSet"], dict | None]:
+    """The stores without the rows whose ids the ``files`` list, and what metrics.json records of it.
+
+    A CSV cell written as text with a leading ``'`` (:func:`featx.report.escape.csv_cell`) matches the id
+    without it.
+    """
+    from dataclasses import replace
+
+    if not files:
+        return list(stores), None
+    known = {str(i) for fs in stores for i in fs.ids}
+    drop: set[str] = set()
+    listed = []
+    for f in files:
+        ids = {i[1:] if i not in known and i.startswith("'") and i[1:] in known else i for i in read_exclude(f)}
+        listed.append({"path": str(Path(f).resolve()), "n_ids": len(ids), "n_in_store": len(ids & known)})
+        drop |= ids
+    out = []
+    for fs in stores:
+        keep = np.array([str(i) not in drop for i in fs.ids], dtype=bool)
+        out.append(replace(fs, features=fs.features[keep], labels=fs.labels[keep], ids=fs.ids[keep],
+                           split=fs.split[keep], logits=None if fs.logits is None else fs.logits[keep]))
+    removed = len(stores[0]) - len(out[0])
+    return out, {"n_rows": removed, "n_ids": len(drop), "files": listed}
+
+
 # ---------------------------------------------------------------- run folders
 
 def _store_info(fs: "FeatureSet") -> dict:
@@ -175,6 +226,10 @@ def write_evaluation(run_dir: Path, metrics: dict, classes: Sequence[str], y_tru
     run_dir.mkdir(parents=True, exist_ok=True)
     labels = list(range(len(classes)))
     head = f"{title}: {metrics['evaluation']['mode']} accuracy {metrics['accuracy_text']} on {len(y_true)} images\n\n"
+    if metrics.get("excluded"):
+        ex = metrics["excluded"]
+        head = head[:-1] + (f"{ex['n_rows']} rows excluded (ids listed in "
+                            f"{', '.join(f['path'] for f in ex['files'])})\n\n")
     write_text(run_dir / "report.txt", head + classification_report(
         y_true, y_pred, labels=labels, target_names=list(classes), digits=3, zero_division=0))
     cm = np.asarray(metrics["confusion_matrix"])
@@ -239,6 +294,8 @@ class FitOptions:
     seed: int = 0
     overwrite: bool = False
     dask_scheduler: str | None = None
+    exclude: str | Path | Sequence[str | Path] = ()
+    explain: int = 0  # the api layer adds explain_mistakes.png of the N most confident mistakes (featx.look)
 
     # field -> its check, run once by __post_init__: the one-line ClassifierError that fit_evaluate gives for
     # the same bad value (a plain class attribute, not a field)
@@ -252,6 +309,12 @@ class FitOptions:
     def __post_init__(self):
         for field_name, check in self._parameter_constraints.items():
             check(getattr(self, field_name))
+        files = [self.exclude] if isinstance(self.exclude, (str, Path)) else list(self.exclude or ())
+        object.__setattr__(self, "exclude", tuple(Path(f) for f in files))
+        for f in self.exclude:
+            read_exclude(f)
+        if not isinstance(self.explain, int) or self.explain < 0:
+            raise ClassifierError(f"--explain {self.explain}: give how many mistakes to map (0: none)")
 
     @property
     def classifiers(self) -> list[str]:
@@ -279,6 +342,10 @@ def fit_stores(stores: Sequence["FeatureSet"], options: FitOptions | None = None
     for fs in stores:
         if len(fs) == 0:
             raise ClassifierError(f"{fs.path}: the store has no rows; extract features into it first")
+    stores, excluded = exclude_rows(stores, o.exclude)
+    if excluded:
+        echo(f"note: excluded {excluded['n_rows']} rows listed in " + ", ".join(
+            f"{f['path']} ({f['n_in_store']} of its {f['n_ids']} ids in the store)" for f in excluded["files"]))
     if o.concat:
         if len(stores) < 2:
             raise ClassifierError("--concat needs at least two stores")
@@ -303,6 +370,8 @@ def fit_stores(stores: Sequence["FeatureSet"], options: FitOptions | None = None
             while any(sub == e[1] for e in entries):  # two stores with the same file name
                 sub = sub.with_name(sub.name + "-2")
             used = {**o.settings, "preprocess": o.preprocess or classify.get_classifier(clf).preprocess}
+            if excluded:
+                used["excluded"] = excluded
             metrics = write_run(sub, src, res, used)
             for note in res.notes:
                 echo(f"note: {note}")

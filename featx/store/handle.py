@@ -13,7 +13,7 @@ dropped rows), reads raise :class:`StoreChangedError` instead of mixing old and 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -200,6 +200,12 @@ class Store:
         return bool(self.attrs.get("complete", False))
 
     @property
+    def generation(self) -> int:
+        """The store's update counter when the view was taken: it rises when committed rows are changed in
+        place (re-extracted, relabelled); an append raises ``len(store)`` instead."""
+        return int(self._generation)
+
+    @property
     def has_logits(self) -> bool:
         """Whether the store holds the source model's logits (``with_logits=True``)."""
         return bool(self._read(lambda f: "logits" in f))
@@ -336,6 +342,13 @@ class Store:
             Only the selected rows are read from the file.
         """
         return self._take("features", self.rows(split, ids)).astype(np.float32, copy=False)
+
+    def feature_blocks(self, block_rows: int = 16384) -> Iterator[tuple[int, np.ndarray]]:
+        """The view's features a block at a time, as ``(first row, block)`` in the store's dtype (float32 or
+        float16): all rows without holding them all in memory."""
+        for start in range(0, self._n, block_rows):
+            stop = min(start + block_rows, self._n)
+            yield start, self._read(lambda f: f["features"][start:stop])
 
     def labels(self, split: str | Sequence[str] | None = None, ids: Sequence[str] | None = None, *,
                names: bool = False) -> np.ndarray:
