@@ -25,6 +25,7 @@ from featx.store.reader import load_features
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIERS = ["softmax", "linearsvc", "mlp", "knn"]
+BASELINES = "## featx defaults vs plain scikit-learn"  # bench_baselines.py's section of the same file
 
 
 def seeds_head(X: np.ndarray, y: np.ndarray, split: np.ndarray, n_classes: int, *, epochs: int = 80,
@@ -96,7 +97,10 @@ def main() -> None:
               "the seeds' head is fit on raw features for a fixed 80 epochs with no model selection. "
               "Differences under about two standard errors are not significant at these test sizes.", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
+    # keep the section benchmarks/bench_baselines.py writes after this one
+    old = args.out.read_text() if args.out.exists() else ""
+    kept = old[old.index(BASELINES):] if BASELINES in old else ""
+    args.out.write_text("\n".join(lines) + ("\n" + kept if kept else ""))
     print(f"wrote {args.out}")
 
 

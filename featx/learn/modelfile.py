@@ -33,7 +33,8 @@ TRUSTED_TYPES: frozenset[str] = frozenset({
     "featx.learn.classify.BlockL2Normalizer",
     "featx.learn.classify.LinearSVCCalibrated",
     # scikit-learn's fitted internals of the classifiers featx offers, which skops does not trust by
-    # default: LinearSVCCalibrated's calibration and folds, the MLP's optimiser, kNN's tree and metric
+    # default: the MLP's optimiser, kNN's tree and metric, and the sigmoid calibration and folds that
+    # LinearSVCCalibrated held before it calibrated with one temperature (model files of an earlier featx)
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.model_selection._split.StratifiedKFold",

@@ -170,6 +170,77 @@ def test_flattened_vgg_width_defaults_fit():
         assert n_iter < r.model.named_steps["clf"].max_iter, (name, n_iter)
 
 
+# ---------------------------------------------------------------- linearsvc: its own decision, calibrated
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_linearsvc_predicts_what_plain_linearsvc_predicts(n_classes):
+    from sklearn.svm import LinearSVC
+
+    X, y, _, _ = blobs((60,) * n_classes, dim=16, sep=0.7, seed=2)  # overlapping: the SVM makes mistakes
+    clf = classify.LinearSVCCalibrated(C=0.01, random_state=0).fit(X, y)
+    plain = LinearSVC(C=0.01, random_state=0).fit(X, y)
+    assert np.array_equal(clf.predict(X), plain.predict(X)) and 0.5 < np.mean(clf.predict(X) == y) < 1
+    assert np.allclose(clf.decision_function(X), plain.decision_function(X))
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(y), n_classes) and np.allclose(proba.sum(1), 1)
+    # one temperature keeps the order of the classes: the most probable class is always the prediction
+    assert np.array_equal(clf.classes_[proba.argmax(1)], clf.predict(X))
+    assert 0 < clf.temperature_ < 1e4 and clf.n_iter_ == clf.svm_.n_iter_
+
+
+def test_linearsvc_probabilities_are_calibrated_not_uniform():
+    X, y, split, _ = blobs((80, 80, 80, 80), dim=32, sep=1.2, seed=3)
+    r = classify.fit_evaluate(X, y, split, ["a", "b", "c", "d"], "linearsvc")
+    confidence = r.proba.max(1)
+    # far from uniform (0.25), and about as confident as it is right (out-of-fold temperature)
+    assert confidence.mean() > 0.6 and abs(confidence.mean() - r.model.score(X[split != "train"], y[split != "train"])) < 0.15
+    assert np.array_equal(r.y_pred, r.model.predict(X[r.eval_rows]))
+
+
+def test_fit_temperature_recovers_the_temperature_of_the_labels():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(4000, 5)) * 2
+    p = np.exp(scores / 0.5)
+    p /= p.sum(1, keepdims=True)
+    y = np.array([rng.choice(5, p=row) for row in p])
+    assert classify.fit_temperature(scores, y) == pytest.approx(0.5, rel=0.1)
+    # weights count: only the rows drawn at a hotter temperature matter when the others weigh nothing
+    hot = np.exp(scores / 2.0)
+    hot /= hot.sum(1, keepdims=True)
+    y_hot = np.array([rng.choice(5, p=row) for row in hot])
+    both = np.vstack([scores, scores])
+    w = np.r_[np.zeros(len(y)), np.ones(len(y))]
+    assert classify.fit_temperature(both, np.r_[y, y_hot], w) == pytest.approx(2.0, rel=0.15)
+
+
+def test_linearsvc_one_row_class_is_refused():
+    X, y, _, _ = blobs((10, 10, 1), dim=4)
+    with pytest.raises(ValueError, match="at least 2 samples per class"):
+        classify.LinearSVCCalibrated().fit(X, y)
+
+
+@pytest.mark.slow  # skops' import walks scikit-learn
+def test_linearsvc_of_an_earlier_featx_loads_and_predicts_as_it_did(tmp_path):
+    """A model.skops fitted when linearsvc was sigmoid-calibrated (``calibrated_``) still loads and keeps its answers."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.svm import LinearSVC
+
+    from featx.learn.modelfile import read_model, save_model
+
+    X, y, _, _ = blobs((40, 40, 40), dim=8, sep=1.0, seed=4)
+    old = classify.LinearSVCCalibrated.__new__(classify.LinearSVCCalibrated)
+    old.__dict__.update(C=0.01, class_weight=None, max_iter=5000, cv=3, random_state=0, n_features_in_=8)
+    old.calibrated_ = CalibratedClassifierCV(LinearSVC(C=0.01, random_state=0), method="sigmoid",
+                                             cv=StratifiedKFold(3, shuffle=True, random_state=0), ensemble=False).fit(X, y)
+    old.classes_, old.svm_ = old.calibrated_.classes_, old.calibrated_.calibrated_classifiers_[0].estimator
+    loaded = read_model(save_model(old, tmp_path / "model.skops"))
+    expected = old.calibrated_.predict_proba(X)
+    assert np.allclose(loaded.predict_proba(X), expected)
+    assert np.array_equal(loaded.predict(X), expected.argmax(1))
+
+
 def test_align_blocks_and_concat():
     ids = np.array(["x", "y", "z"], dtype=object)
     labels, splits = np.array([0, 1, 0]), np.array(["train", "test", "val"], dtype=object)
@@ -200,6 +271,22 @@ def test_real_monet_every_classifier_beats_075(monet, name):
     r = classify.fit_evaluate(monet.features, monet.labels, monet.split, monet.classes, name)
     assert r.plan.mode == "test" and len(r.y_true) == 60
     assert r.accuracy > 0.75, (name, r.accuracy)
+
+
+@pytest.mark.slow
+def test_real_monet_linearsvc_is_plain_linearsvc_with_probabilities(monet):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    r = classify.fit_evaluate(monet.features, monet.labels, monet.split, monet.classes, "linearsvc")
+    train = monet.split == "train"
+    C = r.model.named_steps["clf"].C
+    plain = make_pipeline(StandardScaler(), LinearSVC(C=C, random_state=0)).fit(monet.features[train], monet.labels[train])
+    assert np.array_equal(r.y_pred, plain.predict(monet.features[r.eval_rows]))
+    # probabilities that mean something: confident where right, the predicted class on top
+    right = r.y_pred == r.y_true
+    assert r.proba.max(1)[right].mean() > r.proba.max(1)[~right].mean() and r.proba.max(1).mean() > 0.7
 
 
 @pytest.mark.slow
