@@ -111,3 +111,18 @@ def one_error_line(r, code: int, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
+
+
+def tiny_split_folder(root: Path, per_split: dict[str, int] | None = None) -> Path:
+    """Two classes of small synthetic images (class ``b`` brighter) under ``train/``, ``val/``, ``test/``
+    (default 5, 2 and 3 per class): enough for one quick epoch of fine-tuning."""
+    k = 0
+    for split, n in (per_split or {"train": 5, "val": 2, "test": 3}).items():
+        for c in ("a", "b"):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for _ in range(n):
+                img = rgb(k, (40, 40))
+                k += 1
+                (img.point(lambda v: min(255, v + 70)) if c == "b" else img).save(d / f"{c}{k}.jpg")
+    return root

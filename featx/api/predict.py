@@ -1,4 +1,5 @@
-"""``featx.predict``: classify new images with a model written by :func:`featx.fit`."""
+"""``featx.predict``: classify new images with a model written by :func:`featx.fit` or ``featx finetune``
+(one network or an ensemble)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,10 @@ def predict(model, images: str | os.PathLike | Sequence[str | os.PathLike], *, t
     model : FitRun, its ``.model``, a run folder or a ``model.skops`` path
         A model written by :func:`featx.fit`; the backbone, layer, pooling and preprocessing are
         rebuilt from the fingerprint beside it. A ``best.pt`` of ``featx finetune`` is read with
-        ``torch.load(weights_only=True)``.
+        ``torch.load(weights_only=True)``; an ensemble of ``featx finetune --seeds K`` (its run folder
+        or ``ensemble.json``) gives the mean of its members' probabilities, after checking each
+        member's sha256 against the manifest (:class:`~featx.errors.WeightsError` if one is missing or
+        changed).
     images : path or list of paths
         Image files to classify.
     top_k : int, default 3

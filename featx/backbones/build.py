@@ -47,6 +47,9 @@ def create_model(cfg: BackboneCfg, weights: WeightsRef | str = "imagenet", *, lo
     classifier (a ``featx finetune`` checkpoint brings its own head for its classes).
     """
     ref = weights if isinstance(weights, WeightsRef) else WeightsRef.parse(weights, cfg)
+    if ref.kind == "ensemble":
+        raise WeightsError(f"--weights {ref.path}: an ensemble of {len(ref.members)} fine-tuned networks, not one "
+                           "network; pass one member's best.pt (e.g. seed-0/best.pt) to start from")
     if ref.kind == "file" and ref.path is None:
         raise WeightsError(f"{ref.identity}: pass the local checkpoint {ref.name!r} with --weights PATH")
     if ref.kind in ("none", "file"):

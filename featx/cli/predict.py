@@ -1,4 +1,5 @@
-"""`featx predict`: classify new images with a model written by `featx fit` or `featx finetune`."""
+"""`featx predict`: classify new images with a model written by `featx fit` or `featx finetune` (one network
+or an ensemble)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from ._common import handles_errors, out, warn
 @handles_errors
 def predict(
     model: Annotated[Path, typer.Argument(help="model.skops written by `featx fit`, best.pt written by "
-                                          "`featx finetune`, or their run folder.", show_default=False)],
+                                          "`featx finetune`, or their run folder; or the run folder (or "
+                                          "ensemble.json) of `featx finetune --seeds K`, whose members' "
+                                          "probabilities are averaged.", show_default=False)],
     images: Annotated[list[Path], typer.Argument(help="Image files to classify.", show_default=False)],
     top_k: Annotated[int, typer.Option(help="Classes shown per image.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image: "

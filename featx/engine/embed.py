@@ -121,9 +121,35 @@ def _ready(batch: Batch, fut):
     return batch, feats, logits
 
 
+class EnsembleFeatureNet(torch.nn.Module):
+    """The members of a fine-tuned ensemble side by side: their features concatenated in the manifest's order
+    (a linear model on them can weigh, or average, every member's own head); with logits, the log of the mean
+    of the members' softmax, so its softmax is the ensemble's probability (as ``featx predict`` gives)."""
+
+    def __init__(self, members: list[FeatureNet]):
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    @property
+    def channels_last(self) -> bool:
+        return self.members[0].channels_last
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        outs = [m(images) for m in self.members]
+        feats = torch.cat([f for f, _ in outs], 1)
+        if outs[0][1] is None:
+            return feats, None
+        proba = torch.stack([torch.softmax(z, 1) for _, z in outs]).mean(0)
+        return feats, torch.log(proba.clamp_min(1e-30))
+
+
 def feature_net(cfg: ExtractCfg, weights: str | WeightsRef, *, channels_last: bool = True) -> FeatureNet:
-    """The eval-mode network of ``cfg`` with its tap, normalisation and test-time augmentation."""
-    model = create_model(get_cfg(cfg.backbone), weights, logits=cfg.with_logits)
+    """The eval-mode network of ``cfg`` with its tap, normalisation and test-time augmentation (an ensemble's:
+    :class:`EnsembleFeatureNet`)."""
+    ref = weights if isinstance(weights, WeightsRef) else WeightsRef.parse(weights, get_cfg(cfg.backbone))
+    if ref.kind == "ensemble":
+        return EnsembleFeatureNet([feature_net(cfg, m, channels_last=channels_last) for m in ref.members]).eval()
+    model = create_model(get_cfg(cfg.backbone), ref, logits=cfg.with_logits)
     tapped = TappedModel(model, cfg.module, cfg.pool, with_logits=cfg.with_logits)
     return FeatureNet(tapped, cfg.data, hflip=cfg.tta == "hflip", channels_last=channels_last).eval()
 

@@ -120,7 +120,8 @@ def feature_width(plan: Plan) -> int | None:
     if len(shape) == 3 and plan.cfg.pool in ("flatten", "none") and default and size != default:
         c, h, w = shape  # a spatial map grows with the input
         shape = (c, max(1, round(h * size / default)), max(1, round(w * size / default)))
-    return pooled_dim(shape, plan.cfg.pool)
+    members = len(plan.weights.version.split(",")) if plan.weights.kind == "ensemble" else 1  # side by side
+    return members * pooled_dim(shape, plan.cfg.pool)
 
 
 def estimated_bytes(plan: Plan, rows: int) -> tuple[int, int] | None:

@@ -1,5 +1,6 @@
-"""Classify new images with a model written by ``featx fit``, or with a network fine-tuned by
-``featx finetune`` (its ``best.pt``, whose own head gives the probabilities).
+"""Classify new images with a model written by ``featx fit``, with a network fine-tuned by
+``featx finetune`` (its ``best.pt``, whose own head gives the probabilities), or with an ensemble of
+``featx finetune --seeds K`` (its run folder or ``ensemble.json``: the mean of the members' probabilities).
 
 ``model.skops`` is the fitted Pipeline (:mod:`featx.learn.modelfile`: it loads without running code from
 the file); ``model.json`` beside it names the classes
@@ -8,8 +9,8 @@ and the fingerprint(s) of the features it was fit on. Images are embedded with
 fingerprint; for concatenated-store models the blocks are joined in the stored
 order and the pipeline's first step L2-normalises each, exactly as in ``fit``.
 
-Every classifier reports probabilities: LinearSVC models are sigmoid-calibrated at
-fit time (:class:`featx.learn.classify.LinearSVCCalibrated`), kNN gives neighbour-vote shares.
+Every classifier reports probabilities: LinearSVC's are its decision scores through one fitted
+temperature (their top-1 is the SVM's own prediction), kNN gives neighbour-vote shares.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backbones.weights_ref import ENSEMBLE_FILE, ensemble_manifest, read_ensemble
 from ..errors import ClassifierError
 from .modelfile import LEGACY_MODEL_FILE, MODEL_FILE, read_model, resolve_model_path
 
@@ -115,9 +117,45 @@ def top_k_results(paths: Sequence[Path], proba: np.ndarray, classes: Sequence[st
     return results
 
 
+def is_ensemble_path(path: str | Path) -> bool:
+    """A run folder of ``featx finetune --seeds K`` (it holds ``ensemble.json``) or such a manifest."""
+    path = Path(path)
+    return ensemble_manifest(path) is not None and (path.is_dir() or path.name != "model.json")
+
+
 def predict_finetuned(checkpoint: str | Path, paths: Sequence[Path], *, top_k: int = 3, device: str = "auto",
                       batch_size: int = 16) -> tuple[list[dict], list[tuple[str, str]]]:
     """The fine-tuned network's own head on ``paths`` (softmax of its logits), as :func:`predict_paths`."""
+    keep, proba, classes, failures = finetuned_proba(checkpoint, paths, device=device, batch_size=batch_size)
+    if not keep:
+        return [], failures
+    return top_k_results(keep, proba, classes, top_k), failures
+
+
+def ensemble_proba(ensemble: str | Path, paths: Sequence[Path], *, device: str = "auto", batch_size: int = 16
+                   ) -> tuple[list[Path], np.ndarray, list[str], list[tuple[str, str]]]:
+    """``(images read, mean of the members' probabilities, classes, failures)`` of an ensemble of
+    ``featx finetune --seeds K`` (every member checked against the manifest's sha256 first)."""
+    ens = read_ensemble(ensemble)
+    classes = list(ens.classes)
+    probas, keep, failures = [], None, []
+    for m in ens.members:
+        k, p, c, f = finetuned_proba(m.path, paths, device=device, batch_size=batch_size)
+        if c != classes:
+            raise ClassifierError(f"{ens.path}: member {m.path} has classes {c}, the ensemble {classes}")
+        if keep is None:
+            keep, failures = k, f
+        elif [str(x) for x in k] != [str(x) for x in keep]:
+            raise ClassifierError(f"{ens.path}: its members read different images; check the files and retry")
+        probas.append(p)
+    if not keep:
+        return [], np.zeros((0, len(classes))), classes, failures
+    return keep, np.mean(probas, axis=0), classes, failures
+
+
+def finetuned_proba(checkpoint: str | Path, paths: Sequence[Path], *, device: str = "auto", batch_size: int = 16
+                    ) -> tuple[list[Path], np.ndarray, list[str], list[tuple[str, str]]]:
+    """``(images read, softmax of the fine-tuned head, classes, failures)`` of one ``best.pt``."""
     from ..backbones.build import load_finetuned  # lazy: torch
     from ..backbones.tap import FeatureNet, TappedModel
     from ..engine.embed import TorchEmbedder, resolve_device
@@ -139,9 +177,8 @@ def predict_finetuned(checkpoint: str | Path, paths: Sequence[Path], *, top_k: i
             proba.append(z / z.sum(1, keepdims=True))
             keep += [paths[j] for j in b.indices]
         failures += [(str(paths[j]), r) for j, r in b.failures]
-    if not keep:
-        return [], failures
-    return top_k_results(keep, np.concatenate(proba), list(ck["classes"]), top_k), failures
+    classes = list(ck["classes"])
+    return keep, np.concatenate(proba) if proba else np.zeros((0, len(classes))), classes, failures
 
 
 def predict_paths(model_path: str | Path, paths: Sequence[str | Path], *, top_k: int = 3,
@@ -149,14 +186,22 @@ def predict_paths(model_path: str | Path, paths: Sequence[str | Path], *, top_k:
                   ) -> tuple[list[dict], list[tuple[str, str]]]:
     """``[{"path", "top": [[class, probability], ...]}]`` per readable image, plus ``(path, reason)`` failures.
 
-    ``model_path``: a ``model.skops`` of ``featx fit`` (or its run folder), or a ``best.pt`` of
-    ``featx finetune`` (or its run folder), whose own head classifies the images. ``trust``: also load
+    ``model_path``: a ``model.skops`` of ``featx fit`` (or its run folder), a ``best.pt`` of
+    ``featx finetune`` (or its run folder), whose own head classifies the images, or an ensemble of
+    ``featx finetune --seeds K`` (its run folder or ``ensemble.json``), whose members' probabilities are
+    averaged (a missing or changed member is a :class:`~featx.errors.WeightsError`). ``trust``: also load
     a pickle model (an older ``model.joblib``), which can run code; checkpoints are always read with
     ``torch.load(weights_only=True)``.
     """
     if top_k < 1:
         raise ClassifierError(f"--top-k {top_k}: must be at least 1")
     paths = [Path(p) for p in paths]
+    if is_ensemble_path(model_path):
+        if weights is not None:
+            raise ClassifierError(f"--weights: an ensemble ({ENSEMBLE_FILE}) carries its members' weights; "
+                                  "drop --weights")
+        keep, proba, classes, failures = ensemble_proba(model_path, paths)
+        return (top_k_results(keep, proba, classes, top_k) if keep else []), failures
     if is_finetune_checkpoint_path(model_path):
         if weights is not None:
             raise ClassifierError("--weights: a fine-tuning checkpoint carries its own weights; drop --weights")

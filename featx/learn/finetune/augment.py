@@ -21,6 +21,9 @@ from ...config import DataCfg
 from ...data.images import ImageReadError, load_rgb, read_for_model, resize_short
 from .config import Augment
 
+EVAL_VIEW = -1  # the eval preprocessing
+FLIP_VIEW = -2  # the eval preprocessing, flipped left-right (test-time augmentation)
+
 _RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
@@ -57,7 +60,7 @@ def augment_image(img: Image.Image, cfg: DataCfg, aug: Augment, rng: np.random.G
 class Views(torch.utils.data.Dataset):
     """``(index, uint8 HWC array or None, failure reason or None)`` of ``paths[i]``'s view ``views[i]``.
 
-    ``aug`` None (or inactive): the eval preprocessing, no randomness.
+    ``aug`` None (or inactive): the eval preprocessing, no randomness (view ``FLIP_VIEW``: flipped).
     """
 
     def __init__(self, paths: Sequence[Path], ids: Sequence[str], views: Sequence[int], cfg: DataCfg,
@@ -70,8 +73,9 @@ class Views(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         try:
-            if self.aug is None:
-                return i, read_for_model(self.paths[i], self.cfg), None
+            if self.aug is None or self.views[i] < 0:
+                a = read_for_model(self.paths[i], self.cfg)
+                return i, np.ascontiguousarray(a[:, ::-1]) if self.views[i] == FLIP_VIEW else a, None
             img = load_rgb(self.paths[i], min_size=self.cfg.resize_size)
             return i, augment_image(img, self.cfg, self.aug, view_rng(self.seed, self.ids[i], self.views[i])), None
         except ImageReadError as exc:

@@ -9,6 +9,7 @@ from ...errors import OptionError
 
 OPTIMIZERS = ("adamw", "sgd", "rmsprop")
 SCHEDULERS = ("cosine", "plateau", "constant")
+AVERAGES = ("none", "ema", "swa")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class FinetuneCfg:
     hidden: tuple[int, ...] = ()  # hidden widths of the new head
     dropout: float = 0.2
     batchnorm: bool = True
-    epochs: int = 20
+    epochs: int = 12  # the schedule's length; --cv chooses how many of them the final run trains
     batch_size: int = 32
     optimizer: str = "adamw"
     lr: float = 1e-3  # the head's learning rate
@@ -54,6 +55,15 @@ class FinetuneCfg:
     seed: int = 0
     precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 autocast on CUDA)
     channels_last: bool = True
+    # the small-data recipe (docs/finetuning.md "The default recipe"; chosen by k-fold CV, benchmarks/results)
+    lp_ft: bool = True  # start the linear head from the frozen linear probe (LP-FT)
+    freeze_bn: bool = True  # BatchNorm layers of the trained blocks keep their ImageNet statistics (eval mode)
+    llrd: float = 1.0  # layer-wise lr decay: each trainable block below the top gets this factor more (1: off)
+    mixup: float = 0.0  # alpha of mixup on the trunk's output (0: off)
+    average: str = "none"  # none | ema (per step) | swa (epoch ends of the second half) of the weights
+    ema_decay: float = 0.99
+    tta: bool = False  # average the predictions of the image and its horizontal flip
+    cv: int = 3  # folds of the training rows choosing the epoch count (0: early stopping on the val split)
 
     def __post_init__(self):
         checks = [
@@ -73,6 +83,11 @@ class FinetuneCfg:
             (0 <= self.augment.rotation <= 180, f"--rotation {self.augment.rotation}: degrees in [0, 180]"),
             (0 < self.augment.zoom[0] <= self.augment.zoom[1],
              f"--zoom {self.augment.zoom}: two positive factors, low <= high"),
+            (0 < self.llrd <= 1, f"--llrd {self.llrd}: a factor in (0, 1] (1: the same rate for every block)"),
+            (self.mixup >= 0, f"--mixup {self.mixup}: an alpha >= 0 (0: off)"),
+            (self.average in AVERAGES, f"--average {self.average!r}: use one of {', '.join(AVERAGES)}"),
+            (0 < self.ema_decay < 1, f"--ema-decay {self.ema_decay}: must be in (0, 1)"),
+            (self.cv == 0 or self.cv >= 2, f"--cv {self.cv}: 0 (the val split decides) or at least 2 folds"),
         ]
         for ok, message in checks:
             if not ok:
@@ -91,6 +106,9 @@ class FinetuneCfg:
         d = dict(d)
         aug = dict(d.pop("augment"))
         aug["zoom"] = tuple(aug["zoom"])
+        known = {f.name for f in dataclasses.fields(cls)}
+        legacy = {"lp_ft": False, "cv": 0, "freeze_bn": False}  # checkpoints written before the recipe options existed
+        d = {**{k: v for k, v in legacy.items() if k not in d}, **{k: v for k, v in d.items() if k in known}}
         return cls(**{**d, "hidden": tuple(d.get("hidden", ())), "augment": Augment(**aug)})
 
 

@@ -27,11 +27,12 @@ def draw_curves(path: Path, rows: Sequence[dict], title: str = "") -> Path:
     axes = fig.subplots(1, 3)
     for ax, key, name in ((axes[0], "loss", "loss"), (axes[1], "macro_f1", "macro F1")):
         ax.plot(epochs, [r[f"train_{key}"] for r in rows], "o-", ms=3, label="train")
-        ax.plot(epochs, [r[f"val_{key}"] for r in rows], "s-", ms=3, label="validation")
+        if any(r.get(f"val_{key}") is not None for r in rows):  # --cv: the final run has no val rows
+            ax.plot(epochs, [r[f"val_{key}"] for r in rows], "s-", ms=3, label="validation")
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-    best = [r for r in rows if r.get("best")]
+    best = [r for r in rows if r.get("best") and r.get("val_macro_f1") is not None]
     if best:
         b = best[-1]
         axes[1].plot([b["epoch"]], [b["val_macro_f1"]], "*", ms=14, color="gold", mec="k", label="best")

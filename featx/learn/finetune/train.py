@@ -32,13 +32,16 @@ from ...report.runs import new_run_dir
 from ...stats import majority_accuracy
 from ..fit import write_evaluation
 from . import checkpoint
+from .augment import EVAL_VIEW, FLIP_VIEW
+from .average import WeightAverage
 from .config import FinetuneCfg
 from .history import draw_curves, write_history
+from .probe import Probe, fit_probe
 from .schedule import Schedule
+from .select import Selection, candidates, merge_val, select_recipe
 from .stopping import EarlyStopping
 from .trunk import Network, Normalise, TrunkCache, view_batches
-
-EVAL_VIEW = -1
+from .verdict import run_verdict
 
 
 @dataclass
@@ -53,6 +56,8 @@ class FinetuneResult:
     seconds: float
     trunk_seconds: float = 0.0
     trainer: Trainer | None = field(default=None, repr=False)  # with the best weights loaded
+    probe: Probe | None = field(default=None, repr=False)  # the frozen linear probe on the same rows
+    selection: Selection | None = None  # the k-fold choice of the epoch count (and recipe under --search)
 
     @property
     def best(self) -> Path:
@@ -73,11 +78,15 @@ class Trainer:
     """One fine-tuning run: the network, its optimiser and schedule, the splits and the cached trunk."""
 
     def __init__(self, cfg: FinetuneCfg, dataset: ImageDataset, *, device: str = "auto", workers: int | None = None,
-                 progress: bool = True, echo: Callable[[str], None] = lambda s: None, share_trunk: bool = False):
+                 progress: bool = True, echo: Callable[[str], None] = lambda s: None, share_trunk: bool = False,
+                 trunk: TrunkCache | None = None):
+        """``trunk`` shares another trainer's cached trunk (same backbone, unfreeze, augmentation and seed:
+        the k-fold selection's folds). Without val rows (``--cv``: the final run on all training rows)
+        every epoch is the run's latest best."""
         self.cfg, self.ds, self.echo, self.progress, self.workers = cfg, dataset, echo, progress, workers
         split = np.asarray(dataset.split)
         self.rows = {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
-        for s in ("train", "val"):
+        for s in ("train",) if cfg.cv else ("train", "val"):
             if not len(self.rows[s]):
                 raise DataError(f"--data {dataset.root}: no {s} images; fine-tuning needs train and val splits "
                                 "(folders train/ val/ test/, a manifest split column, or the hash split)")
@@ -106,7 +115,10 @@ class Trainer:
         self.views = cfg.views if self.aug is not None else 1
         key = "|".join(map(str, (self.bcfg.name, self.identity, cfg.unfreeze, self.bcfg.data, self.aug, cfg.seed,
                                  self.device, self.amp, dataset.root)))
-        self.trunk = TrunkCache(key, keep=share_trunk) if self.cached else None
+        self.trunk_key = key
+        self.trunk = (trunk if trunk is not None else TrunkCache(key, keep=share_trunk)) if self.cached else None
+        self.avg = WeightAverage(self.net.model, cfg.average, cfg.ema_decay, cfg.epochs) \
+            if cfg.average != "none" else None
         self.epoch, self.step = 0, 0
         self.stopping = EarlyStopping(cfg.patience)
         self.history: list[dict] = []
@@ -117,10 +129,20 @@ class Trainer:
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.cfg
         head = list(self.net.head.parameters())
-        head_ids = {id(p) for p in head}
-        body = [p for p in self.net.trainable_parameters() if id(p) not in head_ids]
+        seen = {id(p) for p in head}
+        stages = [("head", head, cfg.lr)]
+        # the trainable backbone stages from the top down: the neck and the top block at --lr x --backbone-lr,
+        # each block below it --llrd times less (layer-wise learning-rate decay)
+        depth = 0
+        for stage in reversed(self.net.trainable[:-1]):
+            params = [p for p in stage.parameters() if id(p) not in seen]
+            seen.update(id(p) for p in params)
+            if params:
+                stages.append(("backbone", params, cfg.lr * cfg.backbone_lr * cfg.llrd ** depth))
+            if stage is not self.net.blocks.neck:
+                depth += 1
         groups = []
-        for name, params, lr in (("head", head, cfg.lr), ("backbone", body, cfg.lr * cfg.backbone_lr)):
+        for name, params, lr in stages:
             for decay in (True, False):
                 ps = [p for p in params if (p.ndim > 1) == decay]
                 if ps:
@@ -151,9 +173,10 @@ class Trainer:
 
         t0 = time.perf_counter()
         jobs = [(self.rows["train"], v, self.aug) for v in range(self.views)] if self.aug is not None else []
-        eval_rows = np.concatenate([self.rows["val"], self.rows["test"]] + ([self.rows["train"]] if self.aug is None
-                                                                           else []))
-        jobs.append((eval_rows, EVAL_VIEW, None))
+        # every row's eval view: the frozen probe (and LP-FT) embeds the training rows too
+        jobs.append((np.concatenate([self.rows["val"], self.rows["test"], self.rows["train"]]), EVAL_VIEW, None))
+        if self.cfg.tta:
+            jobs.append((np.concatenate([self.rows["val"], self.rows["test"]]), FLIP_VIEW, None))
         total = sum(len(r) for r, _, _ in jobs)
         with tqdm(total=total, unit="img", desc="trunk cache", disable=not self.progress, mininterval=1.0) as bar:
             self.net.train(False)
@@ -215,7 +238,7 @@ class Trainer:
             views = rng.integers(0, self.views, len(rows))
         else:
             views = np.full(len(rows), epoch)  # the full path draws a fresh view every epoch
-        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout, mixup pairs
         self.net.train(True)
         total, n, y_all, p_all = 0.0, 0, [], []
         t0 = time.perf_counter()
@@ -227,8 +250,14 @@ class Trainer:
             y = torch.as_tensor(self.ds.labels[r], device=self.device)
             self.schedule.apply(self.optimizer, self.step)
             with self._autocast():
-                logits = self.net.top(a)
-                loss = self.criterion(logits.float(), y)
+                if cfg.mixup > 0:  # mixup of the trunk's output (cached activations: manifold mixup)
+                    lam = float(rng.beta(cfg.mixup, cfg.mixup))
+                    perm = torch.randperm(len(r), device=a.device)
+                    logits = self.net.top(lam * a + (1 - lam) * a[perm])
+                    loss = lam * self.criterion(logits.float(), y) + (1 - lam) * self.criterion(logits.float(), y[perm])
+                else:
+                    logits = self.net.top(a)
+                    loss = self.criterion(logits.float(), y)
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -237,6 +266,8 @@ class Trainer:
             else:
                 loss.backward()
                 self.optimizer.step()
+            if self.avg is not None:
+                self.avg.after_step()
             self.step += 1
             total += float(loss.detach()) * len(r)
             n += len(r)
@@ -253,17 +284,28 @@ class Trainer:
                 "seconds": seconds, "images_per_s": n / seconds if seconds else 0.0}
 
     @torch.no_grad()
-    def predict(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(rows, labels, probabilities)`` of a split with the current weights (eval mode, no augmentation)."""
+    def predict(self, split: str, *, averaged: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, labels, probabilities)`` of a split (eval mode, no augmentation; the averaged weights when
+        ``--average`` has begun and ``averaged``; with ``--tta`` the mean of the image's and its flip's)."""
+        if averaged and self.avg is not None and self.avg.ready:
+            with self.avg.swapped():
+                return self.predict(split, averaged=False)
         self.net.train(False)
         rows = self.rows[split]
         out_rows, probs = [], []
-        for r, a in self._batches(rows, np.full(len(rows), EVAL_VIEW), None, size=max(self.cfg.batch_size, 32)):
+        size = max(self.cfg.batch_size, 32)
+        for r, a in self._batches(rows, np.full(len(rows), EVAL_VIEW), None, size=size):
             with self._autocast():
                 probs.append(torch.softmax(self.net.top(a).float(), 1).cpu().numpy())
             out_rows.append(r)
         r = np.concatenate(out_rows) if out_rows else np.zeros(0, int)
         p = np.concatenate(probs) if probs else np.zeros((0, len(self.classes)))
+        if self.cfg.tta and len(r):
+            flipped = []
+            for _, a in self._batches(r, np.full(len(r), FLIP_VIEW), None, size=size):
+                with self._autocast():
+                    flipped.append(torch.softmax(self.net.top(a).float(), 1).cpu().numpy())
+            p = (p + np.concatenate(flipped)) / 2
         return r, self.ds.labels[r], p
 
     @torch.no_grad()
@@ -283,6 +325,8 @@ class Trainer:
     def evaluate(self, split: str) -> dict:
         from sklearn.metrics import f1_score
 
+        if not len(self.rows[split]):
+            return {f"{split}_loss": None, f"{split}_accuracy": None, f"{split}_macro_f1": None}
         _, y, p = self.predict(split)
         loss = float(self.criterion(torch.log(torch.as_tensor(p).clamp_min(1e-12)).to(self.device),
                                     torch.as_tensor(y, device=self.device)))
@@ -294,30 +338,45 @@ class Trainer:
     def run_epoch(self) -> dict:
         """Train one epoch, validate, step the schedule and early stopping; the epoch's history row."""
         e = self.epoch
-        row = {"epoch": e + 1, **self.train_epoch(e), **self.evaluate("val")}
+        row = {"epoch": e + 1, **self.train_epoch(e)}
+        if self.avg is not None:
+            self.avg.after_epoch(e)
+        row.update(self.evaluate("val"))
         row["lr"], row["lr_backbone"] = self.lrs()
-        row["lr_lowered"] = self.schedule.end_epoch(row["val_macro_f1"], e)
-        row["best"] = self.stopping.improved(row["val_macro_f1"], e)
+        if row["val_macro_f1"] is None:  # no val rows: the epoch count was chosen beforehand (--cv)
+            row["lr_lowered"], row["best"] = False, True
+            self.stopping.best_epoch = e
+        else:
+            row["lr_lowered"] = self.schedule.end_epoch(row["val_macro_f1"], e)
+            row["best"] = self.stopping.improved(row["val_macro_f1"], e)
         self.epoch = e + 1
         self.history.append(row)
         return row
 
     def lrs(self) -> tuple[float, float]:
-        by = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+        by: dict[str, float] = {}
+        for g in self.optimizer.param_groups:  # the top backbone stage's rate under --llrd
+            by.setdefault(g["name"], g["lr"])
         head = by.get("head", 0.0)
         return head, by.get("backbone", 0.0)
 
     # ------------------------------------------------------------ checkpoints
 
-    def payload(self, full: bool) -> dict:
+    def payload(self, full: bool, extra: dict | None = None) -> dict:
+        """``best.pt`` (``full=False``: the averaged weights under ``--average``) or ``last.pt`` (the raw
+        weights, the average and everything ``--resume`` needs)."""
+        state = self.net.model.state_dict()
+        if not full and self.avg is not None and self.avg.ready:
+            state = {**state, **self.avg.avg}
         d = {"backbone": self.bcfg.to_dict(), "weights": self.identity, "classes": self.classes,
              "head": self.net.head_spec, "config": self.cfg.to_dict(), "data": str(self.ds.root),
-             "state_dict": self.net.model.state_dict(), "epoch": self.epoch, **self.stopping.summary(),
-             "precision": precision_name(self.amp)}
+             "state_dict": state, "epoch": self.epoch, **self.stopping.summary(),
+             "precision": precision_name(self.amp), **(extra or {})}
         if full:
             d.update({"step": self.step, "bad_epochs": self.stopping.bad, "history": self.history,
                       "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-                      "scaler": self.scaler.state_dict() if self.scaler is not None else None})
+                      "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                      "average": self.avg.state_dict() if self.avg is not None else None})
         return d
 
     def restore(self, ck: dict) -> None:
@@ -327,13 +386,15 @@ class Trainer:
         self.schedule.load_state_dict(ck["schedule"])
         if self.scaler is not None and ck.get("scaler"):
             self.scaler.load_state_dict(ck["scaler"])
+        if self.avg is not None and ck.get("average"):
+            self.avg.load_state_dict(ck["average"])
         self.epoch, self.step = int(ck["epoch"]), int(ck["step"])
         self.stopping.resume(ck)
         self.history = [dict(r) for r in ck["history"]]
 
 
 def _check_resume(ck: dict, cfg: FinetuneCfg, dataset: ImageDataset, path: Path) -> None:
-    saved = dict(ck["config"])
+    saved = dict(ck.get("requested_config") or ck["config"])
     now = cfg.to_dict()
     for key in now:
         if key != "epochs" and saved.get(key) != now[key]:
@@ -348,11 +409,13 @@ def finetune(data: str | Path, cfg: FinetuneCfg, *, out: str | Path | None = Non
              workers: int | None = None, label_from_name: str | None = None, split_seed: int = 0,
              split_ratios: tuple[float, float, float] = DEFAULT_RATIOS, progress: bool = True,
              echo: Callable[[str], None] = lambda s: None, dataset: ImageDataset | None = None,
-             share_trunk: bool = False, on_epoch: Callable[[int], None] | None = None) -> FinetuneResult:
+             share_trunk: bool = False, on_epoch: Callable[[int], None] | None = None,
+             search: bool = False) -> FinetuneResult:
     """Fine-tune ``cfg.backbone`` on ``data`` and write the run folder; see ``featx finetune --help``.
 
     ``dataset`` replaces ``data`` (the benchmark's folds); ``share_trunk`` keeps the cached trunk for
-    later runs in this process; ``on_epoch(k)`` is called after the k-th epoch is saved (tests).
+    later runs in this process; ``on_epoch(k)`` is called after the k-th epoch is saved (tests);
+    ``search`` compares the recipes of :data:`featx.learn.finetune.select.SEARCH_GRID` by the k-fold CV.
     """
     t0 = time.perf_counter()
     ds = dataset if dataset is not None else load_dataset(data, label_from_name=label_from_name,
@@ -364,68 +427,119 @@ def finetune(data: str | Path, cfg: FinetuneCfg, *, out: str | Path | None = Non
         run = Path(out) if out is not None else Path(runs_dir) / (name or default_name(ds, cfg))
         ck = checkpoint.load(run / "last.pt")
         _check_resume(ck, cfg, ds, run / "last.pt")
-    trainer = Trainer(cfg, ds, device=device, workers=workers, progress=progress, echo=echo, share_trunk=share_trunk)
+    if cfg.cv:  # the k-fold CV on the training rows decides; the final run trains on train + val
+        ds = merge_val(ds)
+    make = {"device": device, "workers": workers, "echo": echo}
+    trainer = Trainer(cfg, ds, progress=progress, share_trunk=share_trunk, **make)
     if ck is None:  # the folder is made once the options are known to work
         run = new_run_dir(out, name or default_name(ds, cfg), runs_dir, overwrite=overwrite, echo=echo)
-    else:
-        trainer.restore(ck)
-        echo(f"resuming {run} after epoch {trainer.epoch} (best val macro F1 {trainer.stopping.best:.3f} at epoch "
-             f"{trainer.stopping.best_epoch + 1})")
     n_train = sum(p.numel() for p in trainer.net.trainable_parameters())
     echo(f"{cfg.backbone}: training {cfg.unfreeze} of {len(trainer.net.blocks)} blocks + a new head "
-         f"({n_train:,} parameters) on {len(trainer.rows['train'])} images, validating on "
-         f"{len(trainer.rows['val'])}; {'cached trunk' if trainer.cached else 'full forward/backward'} on "
+         f"({n_train:,} parameters) on {len(trainer.rows['train'])} images"
+         + (f" (train + val; {cfg.cv}-fold CV on them chooses the epoch count)" if cfg.cv else
+            f", validating on {len(trainer.rows['val'])}")
+         + f"; {'cached trunk' if trainer.cached else 'full forward/backward'} on "
          f"{trainer.device.type}, {precision_name(trainer.amp)}")
     trainer.fill_trunk()
+    probe = fit_probe(trainer)  # before any training step: the frozen baseline and LP-FT's head
+    echo(f"frozen linear probe (softmax on the pooled features): {'test' if len(probe.rows['test']) else 'val'} "
+         f"accuracy {probe.accuracy('test' if len(probe.rows['test']) else 'val'):.3f}")
+    selection = None
+    if cfg.cv and ck is None:
+        def make_trainer(c: FinetuneCfg, fold: ImageDataset) -> Trainer:
+            return Trainer(c, fold, progress=False, trunk=trainer.trunk, **{**make, "echo": lambda s: None})
+
+        recipes = candidates(cfg, search)
+        echo(f"choosing the epoch count{' and the recipe' if search else ''} by {cfg.cv}-fold CV on the "
+             f"{len(trainer.rows['train'])} training images ({len(recipes)} recipe(s) x {cfg.cv} folds x "
+             f"{cfg.epochs} epochs)")
+        selection = select_recipe(ds, trainer.rows["train"], recipes, cfg.cv, make_trainer, lp_ft, echo)
+        for line in selection.lines():
+            echo(line)
+        if selection.cfg != cfg:
+            trainer = Trainer(selection.cfg, ds, progress=progress, trunk=trainer.trunk, **make)
+    elif ck is not None and ck.get("selection"):
+        selection = Selection(ck["selection"]["recipe"], FinetuneCfg.from_dict(ck["config"]),
+                              int(ck["selection"]["epochs"]), int(ck["selection"]["folds"]),
+                              ck["selection"]["recipes"], float(ck["selection"]["seconds"]))
+        if selection.cfg != cfg:
+            trainer = Trainer(selection.cfg, ds, progress=progress, trunk=trainer.trunk, **make)
+    if trainer.cfg.lp_ft:
+        probe.load_into(trainer)
+    if ck is not None:
+        trainer.restore(ck)
+        echo(f"resuming {run} after epoch {trainer.epoch}")
+    tcfg = trainer.cfg
+    target = selection.epochs if selection is not None else tcfg.epochs
+    extra = {"selection": selection.to_dict(), "requested_config": cfg.to_dict()} if selection is not None else {}
     stopped = False
-    while trainer.epoch < cfg.epochs:
-        if trainer.stopping.should_stop:
+    if target == 0 and ck is None:  # the k-fold CV preferred the network before training: the LP-FT head
+        echo("the k-fold CV found no epoch of fine-tuning better than the frozen probe: best.pt is the pretrained "
+             "network with the probe as its head")
+        checkpoint.save(run / "best.pt", trainer.payload(full=False, extra=extra))
+        checkpoint.save(run / "last.pt", trainer.payload(full=True, extra=extra))
+    while trainer.epoch < target:
+        if trainer.stopping.should_stop and selection is None:
             stopped = True
             break
         row = trainer.run_epoch()
         if row["best"]:
-            checkpoint.save(run / "best.pt", trainer.payload(full=False))
-        checkpoint.save(run / "last.pt", trainer.payload(full=True))
+            checkpoint.save(run / "best.pt", trainer.payload(full=False, extra=extra))
+        checkpoint.save(run / "last.pt", trainer.payload(full=True, extra=extra))
         write_history(run / "history.csv", trainer.history)
         draw_curves(run / "curves.png", trainer.history, title=f"{cfg.backbone} on {ds.name}, unfreeze {cfg.unfreeze}")
-        echo(epoch_line(row, cfg.epochs))
+        echo(epoch_line(row, target))
         if on_epoch is not None:
             on_epoch(trainer.epoch)
     best_epoch = trainer.stopping.best_epoch
     if stopped:
         echo(f"early stop: no better validation macro F1 for {cfg.patience} epochs; best epoch {best_epoch + 1}")
     seconds = time.perf_counter() - t0
-    metrics = test_report(trainer, run, seconds)
-    return FinetuneResult(run, trainer.history, metrics, best_epoch, stopped, seconds, trainer.trunk_seconds, trainer)
+    metrics = test_report(trainer, run, seconds, selection)
+    if metrics is not None:  # the verdict: the fine-tuned network against the frozen probe on the same test rows
+        metrics = run_verdict(trainer, probe, run, metrics)
+    return FinetuneResult(run, trainer.history, metrics, best_epoch, stopped, seconds, trainer.trunk_seconds, trainer,
+                          probe, selection)
+
+
+def lp_ft(trainer: Trainer) -> None:
+    """Start ``trainer``'s linear head from its own training rows' frozen probe when its recipe says so."""
+    if trainer.cfg.lp_ft:
+        fit_probe(trainer).load_into(trainer)
 
 
 def epoch_line(row: dict, epochs: int) -> str:
-    star = " *" if row["best"] else ""
+    star = " *" if row["best"] and row["val_macro_f1"] is not None else ""
     low = " (rate lowered)" if row.get("lr_lowered") else ""
+    val = (f" | val loss {row['val_loss']:.3f} acc {row['val_accuracy']:.3f} F1 {row['val_macro_f1']:.3f}{star}"
+           if row["val_macro_f1"] is not None else "")
     return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f} "
-            f"F1 {row['train_macro_f1']:.3f} | val loss {row['val_loss']:.3f} acc {row['val_accuracy']:.3f} "
-            f"F1 {row['val_macro_f1']:.3f}{star} | lr {row['lr']:.1e}{low} | {row['seconds']:.1f} s, "
+            f"F1 {row['train_macro_f1']:.3f}{val} | lr {row['lr']:.1e}{low} | {row['seconds']:.1f} s, "
             f"{row['images_per_s']:.0f} img/s")
 
 
-def test_report(trainer: Trainer, run: Path, seconds: float) -> dict:
+def test_report(trainer: Trainer, run: Path, seconds: float, selection: Selection | None = None) -> dict | None:
     """The best checkpoint on the test split (validation when there is none), in ``featx fit``'s format."""
     best = checkpoint.load(run / "best.pt")
-    trainer.net.model.load_state_dict(best["state_dict"])
+    trainer.net.model.load_state_dict(best["state_dict"])  # the averaged weights under --average
     split = "test" if len(trainer.rows["test"]) else "val"
+    if not len(trainer.rows[split]):
+        return None
     t0 = time.perf_counter()
-    rows, y, p = trainer.predict(split)
+    rows, y, p = trainer.predict(split, averaged=False)
     predict_seconds = time.perf_counter() - t0
     pred = p.argmax(1)
     cfg, classes, best_epoch = trainer.cfg, trainer.classes, trainer.stopping.best_epoch
     label = f"{cfg.backbone} [fine-tuned, unfreeze {cfg.unfreeze}]"
     m = compute_metrics(y, pred, p, classes)
     notes = [] if split == "test" else ["no test split: scored on the validation split used for model selection"]
+    val_acc = trainer.history[best_epoch]["val_accuracy"] if trainer.history and best_epoch >= 0 else None
     metrics = {"classifier": "finetune", "label": label, **cfg.to_dict(), "best_params": None,
                "evaluation": {"mode": split, "n_eval": len(y), "n_fit": len(trainer.rows["train"]),
-                              "n_val": len(trainer.rows["val"]), "cv_folds": None},
-               **m, "val_accuracy": trainer.history[best_epoch]["val_accuracy"] if trainer.history else None,
-               "cv_accuracy": None, "majority_accuracy": majority_accuracy(trainer.ds.labels[trainer.rows["train"]], y),
+                              "n_val": len(trainer.rows["val"]), "cv_folds": selection.folds if selection is not None else None},
+               **m, "val_accuracy": val_acc,
+               "cv_accuracy": selection.best["best_accuracy"] if selection is not None else None,
+               "selection": selection.to_dict() if selection is not None else None, "majority_accuracy": majority_accuracy(trainer.ds.labels[trainer.rows["train"]], y),
                "fit_seconds": seconds, "predict_seconds": predict_seconds, "trunk_seconds": trainer.trunk_seconds,
                "best_epoch": best_epoch + 1, "epochs_run": trainer.epoch, "checkpoint": str((run / "best.pt").resolve()),
                "weights": trainer.identity, "data_root": str(trainer.ds.root), "notes": notes}

@@ -36,6 +36,7 @@ class Network:
 
     def __init__(self, model: nn.Module, cfg: FinetuneCfg, n_classes: int, name: str = ""):
         self.model = model
+        self.freeze_bn = cfg.freeze_bn
         blocks: Blocks = split_blocks(model, name)
         self.blocks = blocks
         self.head = make_head(blocks.dim, n_classes, cfg.hidden, cfg.dropout, cfg.batchnorm)
@@ -73,6 +74,11 @@ class Network:
         if on:
             for stage in self.trainable:
                 stage.train()
+            if self.freeze_bn:  # --freeze-bn: batch statistics never replace the pretrained ones
+                for stage in self.trainable:
+                    for m in stage.modules():
+                        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                            m.eval()
 
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
         """The frozen part's output (no graph)."""

@@ -56,7 +56,7 @@ def network(cfg: FinetuneCfg) -> Network:
 @pytest.fixture(scope="module")
 def full_run(paintings, tmp_path_factory):
     """Two epochs of --unfreeze 1 through the whole network (no cached trunk), with augmentation."""
-    cfg = FinetuneCfg("efficientnet_lite0", unfreeze=1, epochs=2, batch_size=8, cache_trunk=False, lr=3e-3,
+    cfg = FinetuneCfg("efficientnet_lite0", unfreeze=1, epochs=2, batch_size=8, cache_trunk=False, lr=3e-3, cv=0,
                       backbone_lr=1.0)
     return finetune(paintings, cfg, out=tmp_path_factory.mktemp("runs") / "full", **QUIET), cfg
 
@@ -173,7 +173,8 @@ def test_cached_trunk_gives_the_full_paths_gradients(paintings):
 @pytest.mark.slow
 def test_resume_continues_with_the_same_optimizer_state(paintings, tmp_path, monkeypatch):
     monkeypatch.setenv("FEATX_CACHE", str(tmp_path / "cache"))  # timm:<name> configs are resolved once, kept there
-    cfg = FinetuneCfg("timm:test_efficientnet", weights="none", unfreeze=2, epochs=2, batch_size=8, views=2, warmup=0)
+    cfg = FinetuneCfg("timm:test_efficientnet", weights="none", unfreeze=2, epochs=2, batch_size=8, views=2, warmup=0,
+                      cv=0)  # the val split decides (test_recipe.py covers --cv)
     whole = finetune(paintings, cfg, out=tmp_path / "whole", share_trunk=True, **QUIET)
 
     def stop(epoch):
@@ -218,7 +219,7 @@ def test_from_scratch_cli_and_predict(paintings, tmp_path, monkeypatch):
     """--weights none --unfreeze all (the seeds' baseline CNN) through the CLI, then predict with its head."""
     monkeypatch.setenv("FEATX_CACHE", str(tmp_path / "cache"))
     r = featx("finetune", "-b", "timm:test_efficientnet", "-d", paintings, "--weights", "none", "--unfreeze", "all",
-              "--epochs", "2", "--batch-size", "8", "--workers", "0", "-q", "--runs-dir", tmp_path / "runs",
+              "--epochs", "2", "--batch-size", "8", "--workers", "0", "-q", "--runs-dir", tmp_path / "runs", "--cv", "0",
               cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     (run,) = (tmp_path / "runs").iterdir()
