@@ -26,8 +26,8 @@ def neighbors(
     exclude_self: Annotated[bool, typer.Option("--exclude-self", help="Leave out a stored query's own row "
                                                "(otherwise it comes first, similarity 1.0).")] = False,
     index: Annotated[str, typer.Option(help="exact (blocked exact search), ann (approximate index beside the "
-                                       "store, needs featx[ann]; built or rebuilt when the rows changed) or auto "
-                                       "(ann above 500,000 rows when installed).")] = "auto",
+                                       "store, needs the ann extra: pip install featx\\[ann]; built or rebuilt "
+                                       "when the rows changed) or auto (ann above 500,000 rows when installed).")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: each query with its neighbours "
                                           "(with --across: the mean and per-query overlap@k).")] = False,
     sheet: Annotated[Optional[Path], typer.Option(help="Write a contact sheet PNG: one row per query, the query "

@@ -15,7 +15,7 @@ from ._common import handles_errors, out
 @handles_errors
 def run_pipeline(
     pipeline: Annotated[Path, typer.Argument(help="A pipeline file, e.g. pipelines/monet_sisley.toml.")],
-    slurm: Annotated[bool, typer.Option("--slurm", help="Run each extraction as a SLURM array job ([slurm] table: "
+    slurm: Annotated[bool, typer.Option("--slurm", help="Run each extraction as a SLURM array job (the \\[slurm] table: "
                                         "shards, partition, time, ...) and wait for it.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Run every step even if its outputs are complete.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
