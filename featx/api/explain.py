@@ -6,21 +6,8 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..errors import ClassifierError
 from ..look.explain import ExplainOptions, Explanations
-from .fit import FitRun, model_file
-
-
-def _model_path(model) -> Path:
-    if isinstance(model, FitRun):
-        return model.path
-    if isinstance(model, (str, os.PathLike)):
-        return Path(model)
-    found = model_file(model)
-    if found is None:
-        raise ClassifierError("explain: pass a FitRun, its .model, a run folder, a model.skops or a best.pt path "
-                              f"(this {type(model).__name__} was not loaded by featx, so its backbone is unknown)")
-    return found
+from .fit import model_path
 
 
 def explain(model, images: str | os.PathLike | Sequence[str | os.PathLike], *, method: str = "gradcam",
@@ -83,4 +70,4 @@ def explain_with_options(model, images: str | os.PathLike | Sequence[str | os.Pa
     from ..look.explain import explain as run
 
     paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
-    return run(_model_path(model), paths, options, echo=echo or (lambda line: None), progress=progress)
+    return run(model_path(model, "explain", "a run folder, a model.skops or a best.pt path"), paths, options, echo=echo or (lambda line: None), progress=progress)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +28,20 @@ def model_file(model) -> Path | None:
         return _MODEL_FILES.get(model)
     except TypeError:  # not weak-referenceable: not one of ours
         return None
+
+
+def model_path(model, command: str, accepts: str) -> Path:
+    """The file or folder behind ``model``: a :class:`FitRun`, a model object from :attr:`FitRun.model`, or a path
+    (``accepts`` names what a path may be, for the error)."""
+    if isinstance(model, FitRun):
+        return model.path
+    if isinstance(model, (str, os.PathLike)):
+        return Path(model)
+    found = model_file(model)
+    if found is None:
+        raise ClassifierError(f"{command}: pass a FitRun, its .model, {accepts} (this {type(model).__name__} was "
+                              "not loaded by featx, so its backbone is unknown)")
+    return found
 
 
 class FitRun:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ClassifierError
-from .fit import FitRun, model_file
+from .fit import model_path
 
 
 class Predictions(list):
@@ -24,18 +24,6 @@ class Predictions(list):
     def __init__(self, results: Sequence[dict], failures: Sequence[tuple[str, str]] = ()):
         super().__init__(results)
         self.failures = list(failures)
-
-
-def _model_path(model) -> Path:
-    if isinstance(model, FitRun):
-        return model.path  # its model.skops
-    if isinstance(model, (str, os.PathLike)):
-        return Path(model)
-    found = model_file(model)
-    if found is None:
-        raise ClassifierError("predict: pass a FitRun, its .model, a run folder or a model.skops path (this "
-                              f"{type(model).__name__} was not loaded by featx, so its backbone is unknown)")
-    return found
 
 
 def predict(model, images: str | os.PathLike | Sequence[str | os.PathLike], *, top_k: int = 3,
@@ -80,7 +68,7 @@ def predict(model, images: str | os.PathLike | Sequence[str | os.PathLike], *, t
     if errors not in ("warn", "raise", "ignore"):
         raise ClassifierError(f"errors={errors!r}: use 'warn', 'raise' or 'ignore'")
     paths = [images] if isinstance(images, (str, os.PathLike)) else list(images)
-    results, failures = predict_paths(_model_path(model), paths, top_k=top_k, weights=weights, trust=trust)
+    results, failures = predict_paths(model_path(model, "predict", "a run folder or a model.skops path"), paths, top_k=top_k, weights=weights, trust=trust)
     if failures and errors != "ignore":
         text = f"{len(failures)} image(s) could not be read, e.g. {failures[0][0]}: {failures[0][1]}"
         if errors == "raise":
