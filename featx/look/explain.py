@@ -146,11 +146,6 @@ class Explanations(list):
 # ---------------------------------------------------------------- figures
 
 
-def _short(name: str, width: int = 30) -> str:
-    """``name`` cut in the middle to ``width`` characters (sheet captions side by side must not overlap)."""
-    return name if len(name) <= width else name[:width // 2 - 1] + "..." + name[-(width - width // 2 - 2):]
-
-
 def _top_text(e: Explanation, k: int = 3) -> str:
     return "\n".join(f"{c} {100 * p:.0f}%" for c, p in e.top[:k])
 
@@ -196,7 +191,7 @@ def sheet_figure(items: Sequence[Explanation], *, title: str | None = None, per_
     for k, e in enumerate(items):
         left, right = axes[k // per_row, 2 * (k % per_row)], axes[k // per_row, 2 * (k % per_row) + 1]
         left.imshow(e.image)
-        left.set_title(e.caption or _short(Path(e.path).name), fontsize=7)
+        left.set_title(e.caption or plots.short_name(e.path), fontsize=7)
         _overlay(right, e)
         right.set_title(f"map: {e.target}\n{_top_text(e)}", fontsize=7)
     if title:

@@ -134,6 +134,13 @@ def heatmap_figure(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Se
     return fig
 
 
+def short_name(path_or_id: str | Path, width: int = 30) -> str:
+    """The file name of ``path_or_id`` cut in the middle to ``width`` characters, for captions side by side
+    (the start and the end, often a year or an extension, stay)."""
+    name = Path(path_or_id).name
+    return name if len(name) <= width else name[:width // 2 - 1] + "..." + name[-(width - width // 2 - 2):]
+
+
 def thumbnail(path: Path, size: int) -> np.ndarray | None:
     """RGB uint8 thumbnail fitting ``size`` x ``size`` (featx's robust reader), or None when unreadable."""
     from ..data.images import ImageReadError, load_rgb

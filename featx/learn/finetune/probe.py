@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..classify import make_classifier
+from ..classify import make_classifier, two_columns
 
 SPLITS = ("train", "val", "test")
 MISSING_BIAS = -30.0  # logit of a class without training rows (never predicted)
@@ -65,7 +65,7 @@ class Probe:
         scaler, lr = self.model.named_steps["standardize"], self.model.named_steps["clf"]
         coef, intercept = np.asarray(lr.coef_, np.float64), np.asarray(lr.intercept_, np.float64)
         if coef.shape[0] == 1:  # binary: p(class 1) = sigmoid(z) = softmax([-z/2, z/2])[1]
-            coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+            coef, intercept = two_columns(coef[0]).T, two_columns(intercept)[0]
         scale = np.asarray(scaler.scale_, np.float64) if scaler.scale_ is not None else 1.0
         mean = np.asarray(scaler.mean_, np.float64) if scaler.mean_ is not None else 0.0
         w_fit = coef / scale

@@ -81,6 +81,11 @@ class Selection:
                 "cv_macro_f1": self.best["best_macro_f1"], "cv_accuracy": self.best["best_accuracy"],
                 "recipes": self.table}
 
+    @classmethod
+    def from_dict(cls, d: dict, cfg: FinetuneCfg) -> Selection:
+        """The selection a checkpoint recorded (:meth:`to_dict`), with the configuration it chose."""
+        return cls(d["recipe"], cfg, int(d["epochs"]), int(d["folds"]), d["recipes"], float(d["seconds"]))
+
     def lines(self) -> list[str]:
         out = []
         for t in self.table:

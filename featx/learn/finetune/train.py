@@ -115,7 +115,6 @@ class Trainer:
         self.views = cfg.views if self.aug is not None else 1
         key = "|".join(map(str, (self.bcfg.name, self.identity, cfg.unfreeze, self.bcfg.data, self.aug, cfg.seed,
                                  self.device, self.amp, dataset.root)))
-        self.trunk_key = key
         self.trunk = (trunk if trunk is not None else TrunkCache(key, keep=share_trunk)) if self.cached else None
         self.avg = WeightAverage(self.net.model, cfg.average, cfg.ema_decay, cfg.epochs) \
             if cfg.average != "none" else None
@@ -291,22 +290,20 @@ class Trainer:
             with self.avg.swapped():
                 return self.predict(split, averaged=False)
         self.net.train(False)
-        rows = self.rows[split]
+        r, p = self._softmax(self.rows[split], EVAL_VIEW)
+        if self.cfg.tta and len(r):
+            p = (p + self._softmax(r, FLIP_VIEW)[1]) / 2
+        return r, self.ds.labels[r], p
+
+    def _softmax(self, rows: np.ndarray, view: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows read, probabilities)`` of one un-augmented view of ``rows`` with the current weights."""
         out_rows, probs = [], []
-        size = max(self.cfg.batch_size, 32)
-        for r, a in self._batches(rows, np.full(len(rows), EVAL_VIEW), None, size=size):
+        for r, a in self._batches(rows, np.full(len(rows), view), None, size=max(self.cfg.batch_size, 32)):
             with self._autocast():
                 probs.append(torch.softmax(self.net.top(a).float(), 1).cpu().numpy())
             out_rows.append(r)
-        r = np.concatenate(out_rows) if out_rows else np.zeros(0, int)
-        p = np.concatenate(probs) if probs else np.zeros((0, len(self.classes)))
-        if self.cfg.tta and len(r):
-            flipped = []
-            for _, a in self._batches(r, np.full(len(r), FLIP_VIEW), None, size=size):
-                with self._autocast():
-                    flipped.append(torch.softmax(self.net.top(a).float(), 1).cpu().numpy())
-            p = (p + np.concatenate(flipped)) / 2
-        return r, self.ds.labels[r], p
+        return (np.concatenate(out_rows) if out_rows else np.zeros(0, int),
+                np.concatenate(probs) if probs else np.zeros((0, len(self.classes))))
 
     @torch.no_grad()
     def embed(self, rows: np.ndarray) -> np.ndarray:
@@ -456,14 +453,10 @@ def finetune(data: str | Path, cfg: FinetuneCfg, *, out: str | Path | None = Non
         selection = select_recipe(ds, trainer.rows["train"], recipes, cfg.cv, make_trainer, lp_ft, echo)
         for line in selection.lines():
             echo(line)
-        if selection.cfg != cfg:
-            trainer = Trainer(selection.cfg, ds, progress=progress, trunk=trainer.trunk, **make)
     elif ck is not None and ck.get("selection"):
-        selection = Selection(ck["selection"]["recipe"], FinetuneCfg.from_dict(ck["config"]),
-                              int(ck["selection"]["epochs"]), int(ck["selection"]["folds"]),
-                              ck["selection"]["recipes"], float(ck["selection"]["seconds"]))
-        if selection.cfg != cfg:
-            trainer = Trainer(selection.cfg, ds, progress=progress, trunk=trainer.trunk, **make)
+        selection = Selection.from_dict(ck["selection"], FinetuneCfg.from_dict(ck["config"]))
+    if selection is not None and selection.cfg != cfg:  # --search chose another recipe: its own trainer
+        trainer = Trainer(selection.cfg, ds, progress=progress, trunk=trainer.trunk, **make)
     if trainer.cfg.lp_ft:
         probe.load_into(trainer)
     if ck is not None:
