@@ -1,4 +1,4 @@
-"""Builders of small image folders for tests (real paintings copied to tmp, or synthetic files)."""
+"""Builders of small image folders for tests (real paintings copied to tmp, or synthetic files), and a headless browser."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 def copy_subset(src: Path, dst: Path, per_class: int, split: str | None = None) -> Path:
@@ -126,3 +129,102 @@ def tiny_split_folder(root: Path, per_split: dict[str, int] | None = None) -> Pa
                 k += 1
                 (img.point(lambda v: min(255, v + 70)) if c == "b" else img).save(d / f"{c}{k}.jpg")
     return root
+
+
+def chrome(tmp_path: Path, width: int = 1300, height: int = 900):
+    """Headless Chromium through Selenium showing pages at ``width`` x ``height`` CSS pixels, or a skip that says
+    what to install. The caller quits it."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("selenium is not installed; install: apt-get install chromium chromium-driver; pip install selenium")
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} missing; install: apt-get install chromium chromium-driver; "
+                    "pip install selenium")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync", "--hide-scrollbars",
+                 f"--window-size={width},{height + 200}", f"--user-data-dir={tmp_path / 'chrome-profile'}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    # the page itself gets width x height (a headless window's size counts browser chrome it does not draw)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    return driver
+
+
+def run_featx(*args, cwd: Path, timeout: int = 600):
+    """``python -m featx ARGS`` in ``cwd``; asserts exit 0 and returns the completed process."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "featx", *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                       timeout=timeout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+class ExploreServer:
+    """``featx explore ARGS --port 0 --no-browser`` in a subprocess; ``url`` is the URL it printed (with the
+    token when there is one), ``base`` the URL without it. :meth:`stop` sends Ctrl-C."""
+
+    def __init__(self, *args, cwd: Path, env: dict | None = None):
+        import os
+        import re
+        import subprocess
+        import sys
+        import time
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "featx", "explore", *map(str, args), "--port", "0",
+                                      "--no-browser"], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env={**os.environ, **(env or {})})
+        self.lines: list[str] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            m = re.search(r"serving at (http://\S+)", line)
+            if m:
+                self.url = m.group(1)
+                self.base = self.url.split("?")[0].rstrip("/")
+                return
+        self.stop()
+        raise AssertionError("featx explore did not start:\n" + "".join(self.lines))
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def labelled_manifest(folder: Path, labels, *, per_label: int = 8, name: str = "img{c}-{i}.png",
+                      size=(24, 24)) -> Path:
+    """``folder/labels.csv`` (path,label) over ``per_label`` small random PNGs per label, named by ``name``
+    (``{c}``: the label's index, ``{i}``: the image's): hostile labels and file names for the tests."""
+    import csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "labels.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label"])
+        for c, label in enumerate(labels):
+            for i in range(per_label):
+                file = name.format(c=c, i=i)
+                rgb(100 * c + i, size).save(folder / file)
+                w.writerow([file, label])
+    return folder / "labels.csv"

@@ -38,7 +38,7 @@ LAYERS = [
     {"featx.extraction", "featx.learn", "featx.analysis"},  # the stages
     {"featx.look"},  # neighbours, audit, explain: over stores, fit runs and fine-tuned checkpoints
     {"featx.api"},  # the Python API: one function per command, the Store object, ImageEmbedder
-    {"featx.jobs"},  # cluster and pipeline orchestration: shards' status, SLURM submission, `featx run`
+    {"featx.jobs", "featx.explore"},  # cluster orchestration (shards, SLURM, `featx run`); the explore web app
     {"featx.cli"},
 ]
 ROOT = "featx"  # __init__ (lazy names, __version__) and __main__
@@ -47,6 +47,8 @@ ONLY_IN = {
     "h5py": ("featx/store/",),
     "typer": ("featx/cli/",),
     "click": ("featx/cli/",),
+    "starlette": ("featx/explore/server.py",),
+    "uvicorn": ("featx/explore/launch.py",),
     "openvino": ("featx/engine/openvino.py", "featx/engine/export.py"),
     **{lib: ("featx/engine/embed.py", "featx/engine/export.py", "featx/backbones/build.py", "featx/backbones/torchvision.py",
              "featx/backbones/timm.py", "featx/backbones/pixels.py", "featx/backbones/tap.py",

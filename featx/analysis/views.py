@@ -92,7 +92,7 @@ def _projections(run: RunFolder, fs, key: str, F, y, rows, label: str, o) -> Non
                        title=f"{tag}: {label}", note=note, axis_names=names, seed=o.seed)
             run.md.append(f"- {tag}: {md_code(f'{key}-{method}-{dim}d.png')}" + (f" ({pr.note})" if pr.note else ""))
             if dim == 2 and o.thumbnails:
-                paths = [fs.image_path(int(r)) for r in rows[pr.index]]
+                paths = [fs.image_source(int(r)) for r in rows[pr.index]]
                 pp.thumbnail_scatter(pr.coords, y[pr.index], fs.classes, paths,
                                      run.file(f"{key}-{method}-thumbs.png"), title=f"{tag}: {label}",
                                      note=note, seed=o.seed)
@@ -103,7 +103,7 @@ def _projections(run: RunFolder, fs, key: str, F, y, rows, label: str, o) -> Non
         np.savez_compressed(fh, ids=fs.ids.astype(str), labels=fs.labels, classes=np.array(fs.classes), **coords)
     if o.html:
         interactive_html(html_views, fs.ids, fs.labels, fs.classes, run.file(f"{key}.html"),
-                         title=f"featx analyze: {label}")
+                         title=f"featx analyze: {label}", images=fs.image_source)
 
 
 def _pca_summary(run: RunFolder, key: str, F, y, o) -> dict:
@@ -132,7 +132,7 @@ def _outliers(run: RunFolder, fs, key: str, F, y, rows, o) -> None:
     table = [{"row": int(rows[r]), "id": str(fs.ids[rows[r]]), "class": fs.classes[c],
               "knn_distance": round(d, 4)} for r, c, d in found]
     write_csv(run.file(f"{key}-outliers.csv"), table)
-    plots.contact_sheet([fs.image_path(t["row"]) for t in table],
+    plots.contact_sheet([fs.image_source(t["row"]) for t in table],
                         [f"{t['class']}: {Path(t['id']).name} (d={t['knn_distance']:.2f})" for t in table],
                         run.file(f"{key}-outliers.png"),
                         title=f"Outliers per class (mean cosine distance to {o.k} nearest same-class): {key}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .app import app
 
 # each module registers its command; the order is the order of `featx --help`
-from . import analyze, extract, info, sample_data, fit, finetune, predict, explain, neighbors, audit, backbones, cluster, run, env  # noqa: F401,I001
+from . import analyze, extract, info, sample_data, fit, finetune, predict, explain, neighbors, audit, explore, backbones, cluster, run, env  # noqa: F401,I001
 
 
 def main() -> None:

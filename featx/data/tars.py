@@ -109,6 +109,17 @@ def _scan(path: Path) -> dict[str, dict]:
     return samples
 
 
+def image_members(spec: str | Path) -> dict[str, TarMember]:
+    """Key -> image member of every tar of ``spec`` that exists, as :func:`load_tar_dataset` finds them (a tar
+    that is gone is skipped: its keys are simply absent). A tar that cannot be read raises :class:`DataError`."""
+    found: dict[str, TarMember] = {}
+    for path in expand(str(spec)):
+        path = path.expanduser()
+        if path.is_file():
+            found.update((key, e["image"]) for key, e in _scan(path).items() if "image" in e)
+    return found
+
+
 def load_tar_dataset(spec: str | Path, seed: int, ratios) -> ImageDataset:
     """Discover the samples of every tar of ``spec`` (labels, hash split, member stats)."""
     paths = [p.expanduser() for p in expand(str(spec))]

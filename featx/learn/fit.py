@@ -6,6 +6,7 @@ A run folder (``runs/<timestamp>/`` by default) holds, per fitted classifier::
     report.txt            sklearn's classification_report on the held-out rows
     confusion_matrix.png  row-normalised, with class names
     misclassified.png     wrongly classified held-out images, true and predicted labels
+    predictions.csv       each held-out image's id, split, label, prediction and class probabilities
     model.skops           the fitted Pipeline (skops: loads without running code, see learn/modelfile.py)
     model.json            sidecar: classes, fingerprint(s), sklearn version (read by ``predict``)
 
@@ -30,6 +31,7 @@ from ..files import write_json, write_text
 from ..report import plots
 from ..report.leaderboard import format_table, leaderboard_rows, write_leaderboard
 from ..report.metrics import compute_metrics, row_normalise
+from ..report.predictions import write_predictions
 from ..report.runs import new_run_dir
 from ..stats import majority_accuracy
 from . import classify
@@ -38,6 +40,7 @@ from .parallel import joblib_backend
 from .predict import MODEL_FORMAT
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..data.tars import TarMember
     from ..store.reader import FeatureSet
 
 # ---------------------------------------------------------------- sources
@@ -53,7 +56,7 @@ class Source:
     split: np.ndarray
     classes: list[str]
     stores: list["FeatureSet"]
-    image_path: Callable[[int], Path]
+    image_source: Callable[[int], "Path | TarMember | None"]  # the image of a row, for misclassified.png
     widths: list[int]
 
     @property
@@ -69,7 +72,7 @@ def store_label(fp: dict) -> str:
 
 def source_from_store(fs: "FeatureSet") -> Source:
     return Source(store_label(fs.fingerprint), fs.features, fs.labels, fs.split, list(fs.classes), [fs],
-                  fs.image_path, [fs.features.shape[1]])
+                  fs.image_source, [fs.features.shape[1]])
 
 
 def source_from_concat(stores: Sequence["FeatureSet"]) -> Source:
@@ -83,7 +86,7 @@ def source_from_concat(stores: Sequence["FeatureSet"]) -> Source:
                                    [fs.split for fs in stores], [str(fs.path) for fs in stores])
     X = classify.concat_features([fs.features for fs in stores], orders)
     return Source(" + ".join(store_label(fs.fingerprint) for fs in stores), X, first.labels, first.split,
-                  list(first.classes), list(stores), first.image_path, [fs.features.shape[1] for fs in stores])
+                  list(first.classes), list(stores), first.image_source, [fs.features.shape[1] for fs in stores])
 
 
 def check_same_dataset(stores: Sequence["FeatureSet"]) -> None:
@@ -211,12 +214,13 @@ def model_sidecar(src: Source, res: classify.FitResult, settings: dict) -> dict:
 
 
 def write_evaluation(run_dir: Path, metrics: dict, classes: Sequence[str], y_true: np.ndarray,
-                     y_pred: np.ndarray, proba: np.ndarray, image_paths: Sequence[Path], title: str, *,
+                     y_pred: np.ndarray, proba: np.ndarray, image_paths: Sequence, title: str, *,
                      write_metrics: bool = True) -> None:
     """report.txt, confusion_matrix.png, misclassified.png and, last, metrics.json of held-out predictions.
 
     ``metrics`` holds :func:`featx.report.metrics.compute_metrics` of them (plus the caller's fields);
-    ``image_paths[i]`` is the image of row ``i``; ``title`` names the model (``label / classifier``).
+    ``image_paths[i]`` is the image of row ``i`` (a file, a tar member or None, as
+    :func:`~featx.report.plots.thumbnail` takes); ``title`` names the model (``label / classifier``).
     Every file is written atomically (:mod:`featx.files`); ``metrics.json`` marks a finished run (``analyze
     --judge-by fit:...`` and ``FitRun`` trust it), so it comes last, or from the caller
     (``write_metrics=False``) once its own files are written.
@@ -249,7 +253,11 @@ def write_run(run_dir: Path, src: Source, res: classify.FitResult, settings: dic
     """Write every file of one fitted classifier into ``run_dir``; returns the metrics."""
     metrics = build_metrics(src, res, settings)
     write_evaluation(run_dir, metrics, src.classes, res.y_true, res.y_pred, res.proba,
-                     [src.image_path(int(r)) for r in res.eval_rows], f"{src.label} / {res.name}", write_metrics=False)
+                     [src.image_source(int(r)) for r in res.eval_rows], f"{src.label} / {res.name}",
+                     write_metrics=False)
+    first = src.stores[0]
+    rows = np.asarray(res.eval_rows, dtype=np.int64)
+    write_predictions(run_dir, first.ids[rows], first.split[rows], src.classes, res.y_true, res.y_pred, res.proba)
     save_model(res.model, run_dir / MODEL_FILE)
     write_json(run_dir / "model.json", model_sidecar(src, res, settings))
     write_json(run_dir / "metrics.json", metrics)  # last: a run folder with metrics.json is a finished run

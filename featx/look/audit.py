@@ -234,27 +234,32 @@ def audit_store(store: "Store", options: AuditOptions | None = None, *,
         else:
             _empty_csv(file(f"{name}.csv"), columns[name])
     n = o.top
+    row_of = {str(i): r for r, i in enumerate(fs.ids)}
+
+    def image(image_id: str):  # a file or a tar member (tar stores draw their paintings too)
+        return fs.image_source(row_of[image_id])
+
     sheet_leaks = [x for rec in leaks[:n // 2] for x in (
-        (rec["path"], _caption(f"{rec['split']}: {plots.short_name(rec['id'], 28)}", rec["label"],
-                               f"cos {rec['similarity']:.3f}")),
-        (rec["duplicate_path"], _caption(f"{rec['duplicate_split']}: {plots.short_name(rec['duplicate_id'], 28)}",
-                                         rec["duplicate_label"])))]
+        (image(rec["id"]), _caption(f"{rec['split']}: {plots.short_name(rec['id'], 28)}", rec["label"],
+                                    f"cos {rec['similarity']:.3f}")),
+        (image(rec["duplicate_id"]),
+         _caption(f"{rec['duplicate_split']}: {plots.short_name(rec['duplicate_id'], 28)}", rec["duplicate_label"])))]
     plots.contact_sheet([p for p, _ in sheet_leaks], [c for _, c in sheet_leaks], file("leaks.png"),
                         title=f"{len(leaks)} leaks: a held-out row, then its near-copy in an earlier split "
                               f"(cosine >= {d.threshold:g})", cols=6)
     top_issues = label_issues[:n]
-    plots.contact_sheet([r["path"] for r in top_issues],
+    plots.contact_sheet([image(r["id"]) for r in top_issues],
                         [_caption(plots.short_name(r["id"], 28), f"label: {r['label']}",
                                   f"suggested: {r['suggested_label']} ({100 * r['p_suggested']:.0f}%)")
                          for r in top_issues], file("label_issues.png"),
                         title=f"{len(label_issues)} likely label errors ({model.name}, out of fold), "
                               f"most suspicious first")
-    plots.contact_sheet([r["path"] for r in outliers],
+    plots.contact_sheet([image(r["id"]) for r in outliers],
                         [_caption(plots.short_name(r["id"], 28), f"{r['class']} (d={r['knn_distance']:.2f})")
                          for r in outliers],
                         file("outliers.png"),
                         title=f"Outliers per class (mean cosine distance to {o.k} nearest same-class rows)")
-    plots.contact_sheet([r["path"] for r in least_sure],
+    plots.contact_sheet([image(r["id"]) for r in least_sure],
                         [_caption(plots.short_name(r["id"], 28), f"label: {r['label']}",
                                   f"pred: {r['predicted']} ({100 * r['p_predicted']:.0f}%)") for r in least_sure],
                         file("least_sure.png"), title=f"The {len(least_sure)} rows {model.name} is least sure of")

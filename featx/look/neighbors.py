@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.locate import ImageLocator
 from ..errors import DataError, OptionError, StoreError
 from .similarity import Vectors, normalize, top_k
 
@@ -117,12 +118,15 @@ class Neighbors:
         The store searched.
     failures : list of (str, str)
         Image-file queries that could not be read, and why.
+    sources : dict of int to Path, TarMember or None
+        The image of each row shown (a file or a tar member; None where it cannot be located), for :meth:`sheet`.
     """
 
     results: list[QueryResult]
     method: str
     store: Path
     failures: list[tuple[str, str]] = field(default_factory=list)
+    sources: dict = field(default_factory=dict, repr=False)
 
     def __iter__(self):
         return iter(self.results)
@@ -162,6 +166,10 @@ class Neighbors:
                              f"{n['similarity']:.4f}")
         return "\n".join(lines)
 
+    def _image(self, row: int | None, path: str):
+        """The image of a stored row (its file or tar member), else the file given as a query."""
+        return self.sources[row] if row is not None and row in self.sources else Path(path)
+
     def sheet(self, path: str | Path, *, thumb: int = 160) -> Path:
         """A contact sheet PNG: one row per query, the query first (framed), then its neighbours labelled
         with rank, class and similarity."""
@@ -176,11 +184,11 @@ class Neighbors:
             ax.axis("off")
         for ax_row, r in zip(axes, self.results):
             what = f"{r.label[:20]}\n{r.split}" if r.kind != "file" else Path(r.path).name[:24]
-            cells = [(r.path, f"query: {what}", True)] + [
-                (n["path"], f"{n['rank']}. {n['label'][:20]}\n{n['split']}  {n['similarity']:.3f}", False)
-                for n in r.neighbors]
-            for ax, (img_path, caption, is_query) in zip(ax_row, cells):
-                img = thumbnail(Path(img_path), thumb)
+            cells = [(self._image(r.row, r.path), f"query: {what}", True)] + [
+                (self._image(n["row"], n["path"]),
+                 f"{n['rank']}. {n['label'][:20]}\n{n['split']}  {n['similarity']:.3f}", False) for n in r.neighbors]
+            for ax, (source, caption, is_query) in zip(ax_row, cells):
+                img = thumbnail(source, thumb)
                 ax.imshow(img if img is not None else np.full((thumb, thumb, 3), 160, np.uint8))
                 if img is None:
                     ax.text(thumb / 2, thumb / 2, "missing", ha="center", va="center", color="white")
@@ -298,7 +306,9 @@ def find_neighbors(store, queries: Sequence[str | os.PathLike] = (), *, rows: Se
                 for i, (x, s) in enumerate(zip(rr, ss)) if x >= 0]
         about = {} if r is None else {"id": str(ids[r]), "label": str(labels[r]), "split": str(splits[r])}
         results.append(QueryResult(str(q), kind, r, str(p), neighbors=nbrs, **about))
-    return Neighbors(results, method, store.path, list(failures))
+    locator = ImageLocator.for_store(store.attrs, ids, links_outside=True)
+    shown = {r for _, _, r, _ in resolved if r is not None} | {n["row"] for q in results for n in q.neighbors}
+    return Neighbors(results, method, store.path, list(failures), {r: locator.find(r) for r in shown})
 
 
 def _stored_rows(store, rows: Sequence[int]) -> np.ndarray:

@@ -141,12 +141,17 @@ def short_name(path_or_id: str | Path, width: int = 30) -> str:
     return name if len(name) <= width else name[:width // 2 - 1] + "..." + name[-(width - width // 2 - 2):]
 
 
-def thumbnail(path: Path, size: int) -> np.ndarray | None:
-    """RGB uint8 thumbnail fitting ``size`` x ``size`` (featx's robust reader), or None when unreadable."""
+def thumbnail(source, size: int) -> np.ndarray | None:
+    """RGB uint8 thumbnail fitting ``size`` x ``size`` (featx's robust reader), or None when unreadable.
+
+    ``source``: an image file, a :class:`~featx.data.tars.TarMember` (``FeatureSet.image_source``), or None
+    (an image that could not be located)."""
     from ..data.images import ImageReadError, load_rgb
 
+    if source is None:
+        return None
     try:
-        im = load_rgb(path, min_size=size)
+        im = load_rgb(source, min_size=size)
     except ImageReadError:
         return None
     im.thumbnail((size, size))
@@ -168,11 +173,12 @@ def write_figure(fig, path: str | Path, **savefig_kw) -> Path:
     return path
 
 
-def contact_sheet(image_paths: Sequence[str | Path], captions: Sequence[str], path: str | Path, *,
+def contact_sheet(image_paths: Sequence, captions: Sequence[str], path: str | Path, *,
                   title: str = "", cols: int = 6, thumb: int = 160, max_images: int = 60) -> Path:
     """Grid of thumbnails with a caption under each, saved as a PNG at ``path``.
 
-    Images that are missing or unreadable are drawn as a grey placeholder that still
+    ``image_paths``: what :func:`thumbnail` takes (files, tar members, None). Images that are missing
+    or unreadable are drawn as a grey placeholder that still
     carries the caption. At most ``max_images`` are drawn; an empty list draws a
     single "nothing to show" panel so the file always exists.
     """
@@ -190,7 +196,7 @@ def contact_sheet(image_paths: Sequence[str | Path], captions: Sequence[str], pa
     if not items:
         axes[0, 0].text(0.5, 0.5, "nothing to show", ha="center", va="center")
     for ax, (img_path, caption) in zip(axes.ravel(), items):
-        img = thumbnail(Path(img_path), thumb)
+        img = thumbnail(img_path, thumb)
         if img is None:
             ax.imshow(np.full((thumb, thumb, 3), 160, np.uint8))
             ax.text(thumb / 2, thumb / 2, "missing", ha="center", va="center", color="white")

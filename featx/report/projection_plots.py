@@ -125,7 +125,7 @@ def side_by_side(panels: Sequence[tuple[str, np.ndarray, np.ndarray, Sequence[st
 
 
 def thumbnail_scatter(coords: np.ndarray, labels: np.ndarray, classes: Sequence[str],
-                      image_paths: Sequence[str | Path], path: str | Path, *, title: str = "", note: str = "",
+                      image_paths: Sequence, path: str | Path, *, title: str = "", note: str = "",
                       max_thumbs: int = 150, thumb: int = 48, seed: int = 0) -> Path:
     """2-D scatter with small images drawn at their projected positions (one per cell of a grid,
     at most ``max_thumbs``, framed in the class colour). Missing or unreadable images stay plain dots."""
@@ -144,7 +144,7 @@ def thumbnail_scatter(coords: np.ndarray, labels: np.ndarray, classes: Sequence[
     _, first = np.unique(cell_id[order], return_index=True)
     drawn = 0
     for i in order[first]:
-        img = thumbnail(Path(image_paths[i]), thumb)
+        img = thumbnail(image_paths[i], thumb)
         if img is None:
             continue
         box = AnnotationBbox(OffsetImage(img, zoom=0.6), coords[i], frameon=True, pad=0.1,

@@ -35,13 +35,13 @@ def new_run_dir(out: str | Path | None = None, name: str | None = None, root: st
     return path
 
 
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    """Rows as CSV with the union of their keys as columns (None as an empty cell).
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    """Rows as CSV with ``columns``, else the union of their keys, as columns (None as an empty cell).
 
     UTF-8; a non-UTF-8 file name in a cell is written back as its own bytes (surrogateescape). A text cell
     a spreadsheet would take for a formula (a label ``=1+1``) is written as text (:func:`~.escape.csv_cell`).
     """
-    cols: list[str] = []
+    cols: list[str] = list(columns or [])
     for r in rows:
         cols += [k for k in r if k not in cols]
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as fh:

@@ -8,13 +8,15 @@ first ``attrs["rows"]`` rows of each dataset (see docs/store.md, "What the store
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
 import h5py
 import numpy as np
 
+from ..data.locate import ImageLocator
+from ..data.tars import TarMember
 from ..errors import StoreError
 from .lock import writer_active
 from .schema import (damage_of, format_problem, generation, open_h5, read_failed, read_strs, structure_problem,
@@ -38,6 +40,7 @@ class FeatureSet:
     failed: list[tuple[str, str]]
     data_root: Path
     attrs: dict
+    _locator: ImageLocator | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def complete(self) -> bool:
@@ -49,6 +52,15 @@ class FeatureSet:
 
     def image_path(self, i: int) -> Path:
         return self.data_root / str(self.ids[i])
+
+    def image_source(self, i: int) -> Path | TarMember | None:
+        """The image of row ``i`` for the pictures featx draws: a file under :attr:`data_root` or a member of
+        the store's tar shards; None when it cannot be located (:class:`~featx.data.locate.ImageLocator`;
+        symlinked folders leading outside the data root are followed, as discovery follows them)."""
+        if self._locator is None:
+            self._locator = ImageLocator.for_store({**self.attrs, "data_root": str(self.data_root)}, self.ids,
+                                                   links_outside=True)
+        return self._locator.find(int(i))
 
     def mask(self, split: str) -> np.ndarray:
         return self.split == split

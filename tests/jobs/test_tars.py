@@ -88,3 +88,42 @@ def test_tar_errors_are_one_line(paintings, tmp_path):
                         spec.replace("{000000..000001}", "000000"), "--out", str(tmp_path / "h.h5"), "--hash"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--hash: tar shards" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def _colourful(png: Path) -> float:
+    """Share of a PNG's pixels with colour (channels > 30 apart): paintings have it, the grey "missing"
+    placeholders, white margins and black captions have none."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        a = np.asarray(im.convert("RGB"), dtype=np.int16)
+    return float(((a.max(axis=2) - a.min(axis=2)) > 30).mean())
+
+
+def test_sheets_of_a_tar_store_show_its_paintings(paintings, tmp_path):
+    """``featx neighbors --sheet``, ``featx audit`` and ``featx analyze --outliers`` of a tar store draw the
+    paintings read from the tars; with the tars gone they fall back to grey placeholders."""
+    spec = pack(paintings, tmp_path / "tars", 2)
+    store = tmp_path / "tar.h5"
+
+    def featx(*args) -> subprocess.CompletedProcess:
+        r = subprocess.run([sys.executable, "-m", "featx", *map(str, args)], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r
+
+    featx("extract", "-b", "pixels", "-d", spec, "--out", store, "-q")
+
+    def sheets(tag: str) -> dict[str, float]:
+        featx("neighbors", store, "--row", 0, "--row", 5, "--k", 4, "--sheet", tmp_path / f"nn-{tag}.png")
+        featx("audit", store, "--top", 6, "--out", tmp_path / f"audit-{tag}", "-q")
+        featx("analyze", store, "--outliers", "--out", tmp_path / f"analyze-{tag}")
+        return {"neighbors": _colourful(tmp_path / f"nn-{tag}.png"),
+                "audit": _colourful(tmp_path / f"audit-{tag}" / "least_sure.png"),
+                "outliers": _colourful(tmp_path / f"analyze-{tag}" / "tar-outliers.png")}
+
+    shown = sheets("tars")
+    (tmp_path / "tars").rename(tmp_path / "gone")
+    placeholders = sheets("gone")
+    for name in shown:
+        assert placeholders[name] < 0.02 and shown[name] > 0.1, (name, shown, placeholders)

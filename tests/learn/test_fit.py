@@ -18,6 +18,7 @@ from featx.errors import ClassifierError
 from featx.learn import fit
 from featx.learn.predict import load_model
 from featx.report import metrics
+from featx.report.predictions import read_predictions
 from featx.store.reader import load_features
 
 
@@ -35,11 +36,15 @@ def test_fit_stores_writes_run_folder(tmp_path):
     assert run == tmp_path / "run" and len(entries) == 1
     names = {p.name for p in run.iterdir()}
     assert names == {"metrics.json", "report.txt", "confusion_matrix.png", "misclassified.png", "model.skops",
-                     "model.json"}
+                     "model.json", "predictions.csv"}
     m = json.loads((run / "metrics.json").read_text())
     test = split == "test"
     model = load_model(run / "model.skops").model
     pred = model.predict(X[test])
+    held = read_predictions(run / "predictions.csv", ["a", "b"])
+    assert held.ids == [str(i) for i in np.asarray(ids)[test]]
+    assert held.y_pred.tolist() == pred.tolist() and held.y_true.tolist() == y[test].tolist()
+    assert held.proba == pytest.approx(model.predict_proba(X[test]), abs=1e-6)
     assert m["accuracy"] == pytest.approx(accuracy_score(y[test], pred))
     assert m["accuracy_text"] == metrics.format_accuracy(m["accuracy"], int(test.sum()))
     assert m["store"] == str(path.resolve()) and m["fingerprint"]["backbone"] == "synthetic"

@@ -16,7 +16,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from helpers import rgb
+from helpers import chrome, labelled_manifest
 
 from featx.report.escape import csv_cell, md_code, md_text, script_json
 
@@ -27,7 +27,6 @@ PIPE = "a|b `c` [d](e)"
 MATH = "$\\bad{$ 5$"  # matplotlib mathtext: parsed, it is a fatal error in every PNG
 LABELS = [XSS, FORMULA, PIPE, MATH]
 STORE_NAME = "=1+1|x|`s`"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
@@ -42,44 +41,13 @@ def featx(*args, cwd: Path) -> subprocess.CompletedProcess:
 def hostile(tmp_path_factory) -> dict[str, Path]:
     """A manifest of 32 tiny images under hostile labels and names, extracted (pixels), analysed and fitted."""
     root = tmp_path_factory.mktemp("hostile")
-    data = root / "data"
-    data.mkdir()
-    with open(data / "labels.csv", "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "label"])
-        for c, label in enumerate(LABELS):
-            for i in range(8):
-                name = f"=img{c}-{i}.png"
-                rgb(100 * c + i, (24, 24)).save(data / name)
-                w.writerow([name, label])
+    manifest = labelled_manifest(root / "data", LABELS, name="=img{c}-{i}.png")
     store = root / "stores" / f"{STORE_NAME}.h5"
-    featx("extract", "-b", "pixels", "-d", data / "labels.csv", "--out", store, "-q", cwd=root)
+    featx("extract", "-b", "pixels", "-d", manifest, "--out", store, "-q", cwd=root)
     featx("analyze", store, "--transferability", "--pca", "--html", "--outliers", "--overlap", "--out",
           root / "analyze", cwd=root)
     featx("fit", store, "--clf", "softmax,knn", "--out", root / "fit", cwd=root)
     return {"analyze": root / "analyze", "fit": root / "fit", "root": root}
-
-
-def _chrome(tmp_path: Path):
-    """Headless Chromium through Selenium, or a skip that says what to install."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed; install: apt-get install chromium chromium-driver; pip install selenium")
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not Path(p).exists()]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} missing; install: apt-get install chromium chromium-driver; "
-                    "pip install selenium")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'chrome-profile'}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(60)
-    return driver
 
 
 @pytest.mark.slow
@@ -87,7 +55,7 @@ def test_html_view_shows_an_injected_label_as_text_in_chromium(hostile, tmp_path
     page = hostile["analyze"] / f"{STORE_NAME}.html"
     text = page.read_text(encoding="utf-8")
     assert "innerHTML" not in text and "<img" not in text  # the label is in the data, escaped as \u003cimg
-    driver = _chrome(tmp_path)
+    driver = chrome(tmp_path)
     try:
         driver.get(page.as_uri())
         deadline = time.time() + 2  # an onerror handler runs after the broken image fails to load: give it time
@@ -104,6 +72,25 @@ def test_html_view_shows_an_injected_label_as_text_in_chromium(hostile, tmp_path
         assert XSS in legend["text"] and legend["imgs"] == 0 and legend["all_imgs"] == 0
         assert legend["views"] == 1
         assert driver.execute_script("return document.querySelector('h2').textContent") == driver.title
+        # hovering a point shows its id and hostile label as text, and its embedded thumbnail as an image
+        driver.execute_script(
+            "const cv = document.getElementById('plot'), b = cv.getBoundingClientRect();"
+            "cv.dispatchEvent(new MouseEvent('mousemove', {clientX: b.left + P[0][0], clientY: b.top + P[0][1],"
+            "                                               bubbles: true}));")
+        deadline, tip = time.time() + 5, {}
+        while time.time() < deadline:
+            tip = driver.execute_script(
+                "const t = document.getElementById('tip'), im = t.querySelector('img');"
+                "return {shown: t.style.display, text: t.textContent, imgs: t.querySelectorAll('img').length,"
+                "        width: im ? im.naturalWidth : 0, src: im ? im.src.slice(0, 23) : ''};")
+            if tip["width"] > 0:
+                break
+            time.sleep(0.1)
+        assert tip["shown"] == "block" and tip["imgs"] == 1 and tip["width"] > 0, tip
+        assert tip["src"] == "data:image/jpeg;base64,"
+        assert any(f"[{label}]" in tip["text"] for label in LABELS) and ".png" in tip["text"], tip
+        assert driver.execute_script("return document.querySelectorAll('img').length") == 1  # only the thumbnail
+        assert driver.title != "PWNED"
     finally:
         driver.quit()
 

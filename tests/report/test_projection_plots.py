@@ -80,3 +80,34 @@ def test_interactive_html_holds_every_point(tmp_path):
     assert data["ids"] == ids and data["labels"] == y.tolist()
     assert len(data["views"]["PCA 2-D"]["x"]) == 120 and len(data["views"]["t-SNE 2-D"]["index"]) == 60
     assert np.allclose(data["views"]["PCA 2-D"]["y"], X[:, 1], atol=1e-4)
+
+
+def test_interactive_html_embeds_thumbnails_up_to_its_limit(tmp_path):
+    import base64
+    import io
+
+    from featx.data.locate import ImageLocator
+
+    X, y = clusters(n_per_class=30)
+    (tmp_path / "img").mkdir()
+    ids = [f"img/{i}.png" for i in range(120)]
+    for i in range(0, 120, 2):  # odd rows have no file
+        Image.fromarray(np.full((40, 100, 3), i, np.uint8)).save(tmp_path / ids[i])
+    loc = ImageLocator.for_store({"data_root": str(tmp_path)}, ids)
+    views = {"PCA 2-D": (X[:, :2], np.arange(120), "")}
+    data = _data(interactive_html(views, ids, y, list("abcd"), tmp_path / "a.html", images=loc.find))
+    assert sorted(map(int, data["thumbs"])) == list(range(0, 120, 2))
+    with Image.open(io.BytesIO(base64.b64decode(data["thumbs"]["4"].split(",", 1)[1]))) as im:
+        assert im.format == "JPEG" and im.size == (64, 26)
+    assert data["thumb_note"] == "60 image(s) could not be read"
+    limited = _data(interactive_html(views, ids, y, list("abcd"), tmp_path / "b.html", images=loc.find,
+                                     max_thumbs=10))
+    assert len(limited["thumbs"]) <= 10 and limited["thumb_note"].startswith("thumbnails for 10 of 120 points")
+    plain = _data(interactive_html(views, ids, y, list("abcd"), tmp_path / "c.html"))
+    assert plain["thumbs"] == {} and plain["thumb_note"] == ""
+
+
+def _data(path) -> dict:
+    parser = _Collect()
+    parser.feed(path.read_text())
+    return json.loads(parser.data)
