@@ -7,6 +7,7 @@ const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
   "#c7c7c7", "#dbdb8d", "#9edae5"];
 const GREY = "#cfcfcf";
 const GRID_MAX = 200;  // thumbnails shown for a selection
+const PIXEL_DRAW = 20000;  // above this many points the map is drawn as pixels (a 100k-point redraw in ~10 ms)
 
 const $ = (id) => document.getElementById(id);
 const S = { state: null, maps: {}, heldout: {}, audit: {}, tab: "map" };
@@ -120,20 +121,21 @@ class MapView {
   draw() {
     const ctx = this.ctx, W = this.cv.width, H = this.cv.height;
     ctx.clearRect(0, 0, W, H);
+    this.cells = null;  // the hover index, rebuilt on the next hover
     if (!this.data || !this.groups) return;
-    const n = this.data.n, r = n > 20000 ? 1.5 : n > 3000 ? 2.5 : 3.5, cell = 12;
-    this.cells = new Map();
+    const n = this.data.n, r = n > 20000 ? 1.5 : n > 3000 ? 2.5 : 3.5;
     const dim = this.highlight !== null;
-    ctx.globalAlpha = dim ? 0.18 : 0.8;
-    for (const [c, idx] of this.groups) {
-      if (this.hidden.has(c)) continue;
-      ctx.fillStyle = this.palette[c];
-      for (const i of idx) {
-        const x = this.sx[i] * this.k + this.tx, y = this.sy[i] * this.k + this.ty;
-        if (x < -r || y < -r || x > W + r || y > H + r) continue;
-        ctx.fillRect(x - r, y - r, 2 * r, 2 * r);
-        const key = ((x / cell) | 0) * 100000 + ((y / cell) | 0);
-        let list = this.cells.get(key); if (!list) this.cells.set(key, list = []); list.push(i);
+    if (n > PIXEL_DRAW) this.drawPixels(dim ? 0x48 : 0xd0);
+    else {
+      ctx.globalAlpha = dim ? 0.18 : 0.8;
+      for (const [c, idx] of this.groups) {
+        if (this.hidden.has(c)) continue;
+        ctx.fillStyle = this.palette[c];
+        for (const i of idx) {
+          const x = this.sx[i] * this.k + this.tx, y = this.sy[i] * this.k + this.ty;
+          if (x < -r || y < -r || x > W + r || y > H + r) continue;
+          ctx.fillRect(x - r, y - r, 2 * r, 2 * r);
+        }
       }
     }
     if (dim) {
@@ -152,6 +154,38 @@ class MapView {
       ctx.fillStyle = "#ffd500"; ctx.beginPath(); ctx.arc(x, y, 6, 0, 6.283); ctx.fill();
     }
   }
+  drawPixels(alpha) {
+    // many points: 3x3 squares written straight into the pixels (one putImageData, no path per point)
+    const W = this.cv.width, H = this.cv.height, img = this.ctx.createImageData(W, H);
+    const buf = new Uint32Array(img.data.buffer);
+    for (const [c, idx] of this.groups) {
+      if (this.hidden.has(c)) continue;
+      const hex = parseInt(this.palette[c].slice(1), 16);
+      const col = ((alpha << 24) | ((hex & 0xff) << 16) | (hex & 0xff00) | (hex >> 16)) >>> 0;  // RGBA, little-endian
+      for (const i of idx) {
+        const x = (this.sx[i] * this.k + this.tx) | 0, y = (this.sy[i] * this.k + this.ty) | 0;
+        if (x < 1 || y < 1 || x >= W - 1 || y >= H - 1) continue;
+        const o = y * W + x;
+        buf[o - W - 1] = buf[o - W] = buf[o - W + 1] = buf[o - 1] = buf[o] = buf[o + 1] =
+          buf[o + W - 1] = buf[o + W] = buf[o + W + 1] = col;
+      }
+    }
+    this.ctx.putImageData(img, 0, 0);
+  }
+  index() {
+    // screen cells of 12 px -> the visible points in them, for hovering and clicking
+    const cell = 12, W = this.cv.width, H = this.cv.height, cells = new Map();
+    for (const [c, idx] of this.groups || []) {
+      if (this.hidden.has(c)) continue;
+      for (const i of idx) {
+        const x = this.sx[i] * this.k + this.tx, y = this.sy[i] * this.k + this.ty;
+        if (x < 0 || y < 0 || x > W || y > H) continue;
+        const key = ((x / cell) | 0) * 100000 + ((y / cell) | 0);
+        let list = cells.get(key); if (!list) cells.set(key, list = []); list.push(i);
+      }
+    }
+    return cells;
+  }
   rect(x0, y0, x1, y1) {
     const ctx = this.ctx; ctx.strokeStyle = "#36c"; ctx.lineWidth = 1; ctx.setLineDash([4, 3]);
     ctx.strokeRect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0)); ctx.setLineDash([]);
@@ -166,6 +200,7 @@ class MapView {
     return out;
   }
   nearest(p) {
+    if (!this.cells) this.cells = this.index();
     const cell = 12, cx = (p[0] / cell) | 0, cy = (p[1] / cell) | 0;
     let best = -1, bd = 100;
     for (let gx = cx - 1; gx <= cx + 1; gx++) for (let gy = cy - 1; gy <= cy + 1; gy++) {
@@ -537,6 +572,12 @@ window.featx = {
   pointOnMap: (row) => onView(mapView, row),
   mapReady: () => !!(mapView.data && mapView.groups),
   rowsDrawn: () => (mapView.data ? mapView.ok.reduce((a, b) => a + b, 0) : 0),
+  // milliseconds to draw the map again, as each pan or zoom step does (the median of `times` redraws)
+  redrawMs: (times) => {
+    const ms = [];
+    for (let i = 0; i < (times || 9); i++) { const t = performance.now(); mapView.draw(); ms.push(performance.now() - t); }
+    return ms.sort((a, b) => a - b)[ms.length >> 1];
+  },
   // the same for the side-by-side maps ("a", "b") and the classify map: ready, a row's point, the highlighted rows
   ready: (view) => !!(VIEWS[view].data && VIEWS[view].groups),
   rows: (view) => (VIEWS[view].data ? VIEWS[view].data.n : 0),
