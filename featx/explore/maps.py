@@ -121,6 +121,7 @@ class Maps:
         self._coords: dict[str, np.ndarray] = {}
         self._running: dict[str, threading.Thread] = {}
         self.errors: dict[str, str] = {}
+        self._saved: dict[str, np.ndarray] | None = None
         self.version = collection.version
         self.pca_mean: np.ndarray | None = None
         self.pca_axes: np.ndarray | None = None
@@ -171,7 +172,9 @@ class Maps:
         with self._lock:
             if method in self._coords:
                 return self._coords[method]
-            saved = saved_projections(self.c, self.runs_dir).get(method)
+            if self._saved is None:  # looked for once per view: the page polls while UMAP is made
+                self._saved = saved_projections(self.c, self.runs_dir)
+            saved = self._saved.get(method)
             if saved is not None:
                 self._coords[method], self.source[method] = saved, "featx analyze"
                 return saved

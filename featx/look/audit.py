@@ -26,7 +26,7 @@ from ..errors import ClassifierError, OptionError
 from ..files import atomic_path, write_json, write_text
 from ..learn import classify
 from ..report import plots
-from ..report.escape import md_code, md_text
+from ..report.escape import md_code, md_table, md_text
 from ..report.runs import new_run_dir, write_csv
 from . import labels as cl
 from .duplicates import check_threshold, find_duplicates
@@ -335,18 +335,18 @@ def _summary_md(fs, model: Model, d, s: dict, t: dict, run: Path) -> str:
                       + (f"{h['accuracy_without_leaks']:.3f} on {h['n_without']} rows." if h["n_without"] else "none left.")
                   ]
     if t["leaks"]:
-        lines += ["", f"Re-score without them: {md_code(f'featx fit STORE --exclude {run}/leaks.csv')}.", "",
-                  "| kind | id | label | duplicate | its label | similarity |", "|---|---|---|---|---|---|"]
-        lines += [f"| {md_text(r['kind'])} | {md_text(r['id'])} | {md_text(r['label'])} | {md_text(r['duplicate_id'])} | "
-                  f"{md_text(r['duplicate_label'])} | {r['similarity']:.4f} |" for r in t["leaks"][:30]]
+        lines += ["", f"Re-score without them: {md_code(f'featx fit STORE --exclude {run}/leaks.csv')}.", ""]
+        lines += md_table(["kind", "id", "label", "duplicate", "its label", "similarity"],
+                          [(r["kind"], r["id"], r["label"], r["duplicate_id"], r["duplicate_label"],
+                            f"{r['similarity']:.4f}") for r in t["leaks"][:30]])
     lines += ["", "## Label issues", "",
               f"{len(t['label_issues'])} rows are confidently predicted as another class than their label "
               f"(confident learning; ranked by {s['label_issues']['rank_by'].replace('_', ' ')}, "
               f"{md_code('label_issues.csv')}, {md_code('label_issues.png')})."]
     if t["label_issues"]:
-        lines += ["", "| rank | id | label | suggested | p(suggested) | self-confidence |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['rank']} | {md_text(r['id'])} | {md_text(r['label'])} | {md_text(r['suggested_label'])} | "
-                  f"{r['p_suggested']:.3f} | {r['self_confidence']:.3f} |" for r in t["label_issues"][:30]]
+        lines += [""] + md_table(["rank", "id", "label", "suggested", "p(suggested)", "self-confidence"],
+                                 [(r["rank"], r["id"], r["label"], r["suggested_label"], f"{r['p_suggested']:.3f}",
+                                   f"{r['self_confidence']:.3f}") for r in t["label_issues"][:30]])
     lines += ["", "## Outliers and least sure", "",
               f"Per class, the rows farthest from their class ({md_code('outliers.csv')}, {md_code('outliers.png')}), "
               f"and the {len(t['least_sure'])} rows whose two most probable classes are closest out of fold "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Iterable, Sequence
 
 from ..errors import OptionError
 
@@ -63,6 +64,13 @@ def md_text(text) -> str:
     s = _MD_SPECIAL.sub(r"\\\1", s)
     return _MD_LINE_START.sub(lambda m: m.group(1) + ("\\" + m.group(2) if not m.group(2).isdigit()
                                                         else m.group(2) + "\\"), s)
+
+
+def md_table(head: Sequence[str], rows: Iterable[Sequence]) -> list[str]:
+    """A Markdown table as lines: the header (featx's own words, as given), the rule, then one line per row whose
+    every cell is text (:func:`md_text`): a value holding ``|``, backticks or HTML cannot add a column or markup."""
+    return ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|",
+            *("| " + " | ".join(md_text(c) for c in row) + " |" for row in rows)]
 
 
 def md_code(text) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..files import write_text
-from .escape import md_text
+from .escape import md_table
 from .runs import printable, write_csv
 
 
@@ -56,9 +56,7 @@ def format_table(rows: Sequence[dict]) -> str:
 def format_markdown(rows: Sequence[dict]) -> str:
     """The leaderboard as a Markdown table; every cell is text (:func:`~.escape.md_text`): a store or layer
     name holding ``|``, backticks or HTML cannot add a column, code, a link or markup."""
-    lines = ["| " + " | ".join(_HEAD) + " |", "|" + "|".join("---" for _ in _HEAD) + "|"]
-    lines += ["| " + " | ".join(md_text(c) for c in _cells(r)) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(md_table(_HEAD, (_cells(r) for r in rows))) + "\n"
 
 
 def write_leaderboard(run_dir: Path, rows: Sequence[dict]) -> tuple[Path, Path]:
