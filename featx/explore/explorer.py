@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import DataError, OptionError
 from .collection import Collection, NotFound, Stale
 from .maps import METHODS, Maps
-from .runs import FLAGS, FitRunInfo, find_audit, find_fit_runs
+from .runs import FLAGS, FitRunInfo, find_audit, find_fit_runs, top_five
 
 MAX_UPLOAD_BYTES = 20 << 20  # an image dropped on the page: larger ones are refused before decoding
 MAX_ROWS_PER_REQUEST = 5000
@@ -227,11 +227,7 @@ class Explorer:
             r = self.run(run)
             if r.collection is not c:
                 raise OptionError(f"run {run} was fitted on {r.collection.path.name}, not on {c.path.name}")
-            model = r.model()
-            p = np.asarray(model.model.predict_proba(vector[None, :]))[0]
-            full = np.zeros(len(model.classes))
-            full[np.asarray(model.model.classes_, dtype=int)] = p
-            top = [[model.classes[int(i)], round(float(full[i]), 4)] for i in np.argsort(-full)[:5]]
+            top = top_five(r.model().proba(vector[None, :])[0], r.classes)
         maps = self.maps(c)
         if maps.get(method) is None:
             method = "pca"

@@ -17,9 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from ..learn.classify import plan_splits
-from ..learn.predict import LoadedModel, load_model
+from ..learn.predict import LoadedModel, load_model, top_classes
 from ..report.predictions import FILE as PREDICTIONS, read_predictions
 from .collection import Collection
+
+TOP = 5  # classes shown per prediction
+
+
+def top_five(proba: np.ndarray, classes: list[str]) -> list[list]:
+    """The :data:`TOP` most probable classes of one row, ``[[class, probability (4 decimals)], ...]``."""
+    return [[c, round(p, 4)] for c, p in top_classes(proba, classes, TOP)]
+
 
 FLAGS = ("leak", "duplicate", "label_issue", "outlier", "least_sure")
 MAX_RUNS = 500  # metrics.json files looked at under the runs folder
@@ -83,12 +91,7 @@ class FitRunInfo:
 
     def proba(self, rows: np.ndarray) -> np.ndarray:
         """Class probabilities of stored rows (n x classes, in the model's class order)."""
-        model = self.model()
-        X = self.collection.features(rows)
-        p = np.asarray(model.model.predict_proba(X))
-        full = np.zeros((len(rows), len(model.classes)))
-        full[:, np.asarray(model.model.classes_, dtype=int)] = p
-        return full
+        return self.model().proba(self.collection.features(rows))
 
     def held_out(self) -> HeldOut | None:
         """The run's held-out predictions mapped to the current view's rows (cached per view)."""
@@ -133,9 +136,8 @@ class FitRunInfo:
             p, how = h.proba[hit[0]], "held out"
         else:
             p, how = self.proba(np.array([row]))[0], "fitted on this painting or not evaluated"
-        order = np.argsort(-p)[:5]
         return {"run": self.key, "classifier": str(self.metrics.get("classifier", "?")), "how": how,
-                "top": [[self.classes[int(i)], round(float(p[i]), 4)] for i in order]}
+                "top": top_five(p, self.classes)}
 
 
 def find_fit_runs(runs_dir: Path | None, collections: list[Collection]) -> list[FitRunInfo]:

@@ -44,6 +44,13 @@ class LoadedModel:
     def fingerprints(self) -> list[dict]:
         return list(self.meta.get("fingerprints") or [self.meta["fingerprint"]])
 
+    def proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities of feature rows, one column per class of :attr:`classes` (a class the fit
+        never saw stays 0)."""
+        full = np.zeros((len(X), len(self.classes)))
+        full[:, np.asarray(self.model.classes_, dtype=int)] = np.asarray(self.model.predict_proba(X))
+        return full
+
 
 def load_model(path: str | Path, *, trust: bool = False) -> LoadedModel:
     """Read ``model.skops`` (or its run folder) and its ``model.json`` sidecar.
@@ -108,13 +115,15 @@ def is_finetune_checkpoint_path(path: str | Path) -> bool:
     return path.suffix in (".pt", ".pth")
 
 
+def top_classes(proba: np.ndarray, classes: Sequence[str], top_k: int) -> list[list]:
+    """``[[class, probability], ...]``: the ``top_k`` classes of one row of probabilities, best first."""
+    order = np.argsort(-proba, kind="stable")[:top_k]
+    return [[classes[j], float(proba[j])] for j in order]
+
+
 def top_k_results(paths: Sequence[Path], proba: np.ndarray, classes: Sequence[str], top_k: int) -> list[dict]:
     """``[{"path", "top": [[class, probability], ...]}]``: the ``top_k`` classes of each row, best first."""
-    results = []
-    for p, row in zip(paths, proba):
-        order = np.argsort(-row, kind="stable")[:top_k]
-        results.append({"path": str(p), "top": [[classes[j], float(row[j])] for j in order]})
-    return results
+    return [{"path": str(p), "top": top_classes(row, classes, top_k)} for p, row in zip(paths, proba)]
 
 
 def is_ensemble_path(path: str | Path) -> bool:
@@ -213,10 +222,7 @@ def predict_paths(model_path: str | Path, paths: Sequence[str | Path], *, top_k:
     expected = getattr(loaded.model, "n_features_in_", X.shape[1])
     if X.shape[1] != expected:
         raise ClassifierError(f"{loaded.path}: model expects {expected} features but its backbone gave {X.shape[1]}")
-    proba = np.asarray(loaded.model.predict_proba(X))
-    full = np.zeros((len(keep), len(loaded.classes)))
-    full[:, np.asarray(loaded.model.classes_, dtype=int)] = proba
-    return top_k_results(keep, full, loaded.classes, top_k), failures
+    return top_k_results(keep, loaded.proba(X), loaded.classes, top_k), failures
 
 
 def format_prediction(result: dict) -> str:

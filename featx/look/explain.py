@@ -327,8 +327,7 @@ def explain_mistakes(run_dir: str | Path, fs: "FeatureSet", n: int, *, method: s
         return None
     loaded = load_model(run_dir)
     rows = plan.eval
-    proba = np.zeros((len(rows), len(loaded.classes)))
-    proba[:, np.asarray(loaded.model.classes_, dtype=int)] = loaded.model.predict_proba(fs.features[rows])
+    proba = loaded.proba(fs.features[rows])
     pred, true = proba.argmax(1), np.asarray(fs.labels)[rows]
     wrong = np.flatnonzero(pred != true)
     wrong = wrong[np.argsort(-proba[wrong, pred[wrong]], kind="stable")][:n]
