@@ -66,7 +66,7 @@ def finetune(
     optimizer: Annotated[Optimizer, typer.Option(help="Optimiser.")] = Optimizer.adamw,
     lr: Annotated[float, typer.Option(help="Learning rate of the head.")] = 1e-3,
     backbone_lr: Annotated[float, typer.Option(help="Learning rate of the backbone's blocks, as a fraction of "
-                                               "--lr.")] = 0.1,
+                                               "--lr.")] = 1.0,
     weight_decay: Annotated[float, typer.Option(help="Weight decay (weights only, not biases or norms).")] = 1e-4,
     momentum: Annotated[float, typer.Option(help="Momentum (sgd, rmsprop).")] = 0.9,
     warmup: Annotated[int, typer.Option(help="Epochs of linear learning-rate warm-up.")] = 1,
@@ -100,8 +100,9 @@ def finetune(
     average: Annotated[Average, typer.Option(help="Weight averaging for evaluation and best.pt: ema (every step, "
                                              "--ema-decay) or swa (epoch ends of the second half).")] = Average.none,
     ema_decay: Annotated[float, typer.Option(help="Decay of --average ema per step.")] = 0.99,
-    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="Test-time augmentation: average the predictions "
-                                      "of each image and its left-right flip (run's test report).")] = False,
+    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="Test-time augmentation: score each image by the "
+                                      "mean of its and its mirror image's logits (the test report, the frozen "
+                                      "probe's features and featx predict).")] = True,
     cv: Annotated[int, typer.Option(help="Folds of the training rows (train + val) choosing the epoch count "
                                     "by stratified k-fold CV, then one run on all of them; 0: the val split "
                                     "and early stopping decide.")] = 3,

@@ -176,8 +176,9 @@ def finetuned_proba(checkpoint: str | Path, paths: Sequence[Path], *, device: st
     if not checkpoint.is_file():
         raise ClassifierError(f"{checkpoint}: no such checkpoint; pass the best.pt written by `featx finetune`")
     model, bcfg, ck = load_finetuned(checkpoint)
+    # a run trained with --tta is scored on the mean of the image's and its mirror image's logits: so is predict
     net = FeatureNet(TappedModel(model, ck["head"]["path"] + ":in", "none", with_logits=True), bcfg.data,
-                     channels_last=False)
+                     hflip=bool((ck.get("config") or {}).get("tta")), channels_last=False)
     embed = TorchEmbedder(net, resolve_device(device), streams=1)
     keep, proba, failures = [], [], []
     for b, _, logits in embed.map(iter_batches(paths, bcfg.data, batch_size=batch_size, workers=0)):

@@ -41,7 +41,7 @@ class FinetuneCfg:
     batch_size: int = 32
     optimizer: str = "adamw"
     lr: float = 1e-3  # the head's learning rate
-    backbone_lr: float = 0.1  # the backbone's learning rate, as a fraction of lr
+    backbone_lr: float = 1.0  # the backbone's learning rate, as a fraction of lr
     weight_decay: float = 1e-4
     momentum: float = 0.9
     warmup: int = 1  # epochs of linear warm-up
@@ -62,7 +62,7 @@ class FinetuneCfg:
     mixup: float = 0.0  # alpha of mixup on the trunk's output (0: off)
     average: str = "none"  # none | ema (per step) | swa (epoch ends of the second half) of the weights
     ema_decay: float = 0.99
-    tta: bool = False  # average the predictions of the image and its horizontal flip
+    tta: bool = True  # score the mean of the image's and its mirror image's logits (the probe: their features)
     cv: int = 3  # folds of the training rows choosing the epoch count (0: early stopping on the val split)
 
     def __post_init__(self):
@@ -107,7 +107,7 @@ class FinetuneCfg:
         aug = dict(d.pop("augment"))
         aug["zoom"] = tuple(aug["zoom"])
         known = {f.name for f in dataclasses.fields(cls)}
-        legacy = {"lp_ft": False, "cv": 0, "freeze_bn": False}  # checkpoints written before the recipe options existed
+        legacy = {"lp_ft": False, "cv": 0, "freeze_bn": False, "tta": False}  # checkpoints written before the recipe options existed
         d = {**{k: v for k, v in legacy.items() if k not in d}, **{k: v for k, v in d.items() if k in known}}
         return cls(**{**d, "hidden": tuple(d.get("hidden", ())), "augment": Augment(**aug)})
 

@@ -2,7 +2,8 @@
 
 ``fit_probe(trainer)`` must run **before any training step**: it embeds the train, val and test
 rows with the pretrained weights (:meth:`Trainer.embed`, un-augmented, eval mode: the pooled
-features ``featx extract`` stores at ``pre_logits``) and fits featx's ``softmax`` classifier
+features ``featx extract`` stores at ``pre_logits``; under ``--tta`` the mean of the image's and its
+mirror image's, as ``featx extract --tta hflip``) and fits featx's ``softmax`` classifier
 (:mod:`featx.learn.classify`, default options: StandardScaler + LogisticRegression ``C=0.1``,
 the run's ``class_weight``) on the training rows only.
 
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from ..classify import make_classifier, two_columns
+from .augment import FLIP_VIEW
 
 SPLITS = ("train", "val", "test")
 MISSING_BIAS = -30.0  # logit of a class without training rows (never predicted)
@@ -98,6 +100,8 @@ def fit_probe(trainer, *, class_weight: str | None = "run") -> Probe:
     rows = {s: np.asarray(trainer.rows[s], dtype=int) for s in SPLITS}
     everything = np.concatenate([rows[s] for s in SPLITS])
     X = trainer.embed(everything).astype(np.float64)
+    if trainer.cfg.tta:  # --tta: the mean of the image's and its mirror image's features (featx extract --tta hflip)
+        X = (X + trainer.embed(everything, FLIP_VIEW)) / 2
     bounds = np.cumsum([0] + [len(rows[s]) for s in SPLITS])
     features = {s: X[bounds[i]:bounds[i + 1]] for i, s in enumerate(SPLITS)}
     labels = {s: np.asarray(trainer.ds.labels)[rows[s]] for s in SPLITS}

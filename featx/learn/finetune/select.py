@@ -28,7 +28,7 @@ SEARCH_GRID: tuple[tuple[str, dict], ...] = (
     ("mixup 0.2", {"mixup": 0.2}),
     ("EMA", {"average": "ema"}),
     ("SWA", {"average": "swa"}),
-    ("frozen BN", {"freeze_bn": True}),
+    ("backbone lr 0.3", {"backbone_lr": 0.3}),
     ("lr x0.3", {"lr_scale": 0.3}),
     ("lr x3", {"lr_scale": 3.0}),
 )

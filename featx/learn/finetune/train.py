@@ -174,8 +174,8 @@ class Trainer:
         jobs = [(self.rows["train"], v, self.aug) for v in range(self.views)] if self.aug is not None else []
         # every row's eval view: the frozen probe (and LP-FT) embeds the training rows too
         jobs.append((np.concatenate([self.rows["val"], self.rows["test"], self.rows["train"]]), EVAL_VIEW, None))
-        if self.cfg.tta:
-            jobs.append((np.concatenate([self.rows["val"], self.rows["test"]]), FLIP_VIEW, None))
+        if self.cfg.tta:  # every row's mirror image: the probe's features are the mean of both views too
+            jobs.append((np.concatenate([self.rows["val"], self.rows["test"], self.rows["train"]]), FLIP_VIEW, None))
         total = sum(len(r) for r, _, _ in jobs)
         with tqdm(total=total, unit="img", desc="trunk cache", disable=not self.progress, mininterval=1.0) as bar:
             self.net.train(False)
@@ -285,38 +285,40 @@ class Trainer:
     @torch.no_grad()
     def predict(self, split: str, *, averaged: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(rows, labels, probabilities)`` of a split (eval mode, no augmentation; the averaged weights when
-        ``--average`` has begun and ``averaged``; with ``--tta`` the mean of the image's and its flip's)."""
+        ``--average`` has begun and ``averaged``; with ``--tta`` the softmax of the mean of the image's and its
+        mirror image's logits, as ``featx predict`` gives)."""
         if averaged and self.avg is not None and self.avg.ready:
             with self.avg.swapped():
                 return self.predict(split, averaged=False)
         self.net.train(False)
-        r, p = self._softmax(self.rows[split], EVAL_VIEW)
+        r, z = self._logits(self.rows[split], EVAL_VIEW)
         if self.cfg.tta and len(r):
-            p = (p + self._softmax(r, FLIP_VIEW)[1]) / 2
-        return r, self.ds.labels[r], p
-
-    def _softmax(self, rows: np.ndarray, view: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(rows read, probabilities)`` of one un-augmented view of ``rows`` with the current weights."""
-        out_rows, probs = [], []
-        for r, a in self._batches(rows, np.full(len(rows), view), None, size=max(self.cfg.batch_size, 32)):
-            with self._autocast():
-                probs.append(torch.softmax(self.net.top(a).float(), 1).cpu().numpy())
-            out_rows.append(r)
-        return (np.concatenate(out_rows) if out_rows else np.zeros(0, int),
-                np.concatenate(probs) if probs else np.zeros((0, len(self.classes))))
+            z = (z + self._logits(r, FLIP_VIEW)[1]) / 2
+        return r, self.ds.labels[r], torch.softmax(torch.from_numpy(z), 1).numpy()
 
     @torch.no_grad()
-    def embed(self, rows: np.ndarray) -> np.ndarray:
+    def _logits(self, rows: np.ndarray, view: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows read, logits)`` of one un-augmented view of ``rows`` with the current weights."""
+        out_rows, logits = [], []
+        for r, a in self._batches(rows, np.full(len(rows), view), None, size=max(self.cfg.batch_size, 32)):
+            with self._autocast():
+                logits.append(self.net.top(a).float().cpu().numpy())
+            out_rows.append(r)
+        return (np.concatenate(out_rows) if out_rows else np.zeros(0, int),
+                np.concatenate(logits) if logits else np.zeros((0, len(self.classes)), np.float32))
+
+    @torch.no_grad()
+    def embed(self, rows: np.ndarray, view: int = EVAL_VIEW) -> np.ndarray:
         """Pooled embeddings (the head's input; what ``featx extract`` stores at ``pre_logits``) of ``rows``,
-        un-augmented, with the current weights."""
+        un-augmented (``view`` FLIP_VIEW: mirrored), with the current weights."""
         if self.trunk is not None:  # eval views of training images are not cached when training augments
             paths, ids = self._paths_ids(rows)
-            self.trunk.fill(self.net, self.normalise, paths, ids, [EVAL_VIEW] * len(rows), self.bcfg.data, None,
+            self.trunk.fill(self.net, self.normalise, paths, ids, [view] * len(rows), self.bcfg.data, None,
                             self.cfg.seed, batch_size=self.cfg.batch_size, workers=self.workers)
         self.net.train(False)
         body = self.net.trainable[:-1]
         out = [run_stages(body, a).float().cpu().numpy()
-               for _, a in self._batches(rows, np.full(len(rows), EVAL_VIEW), None, size=max(self.cfg.batch_size, 32))]
+               for _, a in self._batches(rows, np.full(len(rows), view), None, size=max(self.cfg.batch_size, 32))]
         return np.concatenate(out) if out else np.zeros((0, self.net.blocks.dim), np.float32)
 
     def evaluate(self, split: str) -> dict:

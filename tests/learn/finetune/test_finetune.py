@@ -131,7 +131,7 @@ def test_reextracted_features_differ_and_equal_a_manual_forward(full_run, painti
     from featx.learn.predict import predict_paths
     from featx.store.reader import load_features
 
-    res, _ = full_run
+    res, cfg = full_run
     tuned = load_features(extract(ExtractOptions("efficientnet_lite0", paintings / "test", weights=str(res.best),
                                                  with_logits=True, out=tmp_path / "tuned.h5", precision="fp32",
                                                  **QUIET)).path)
@@ -146,12 +146,13 @@ def test_reextracted_features_differ_and_equal_a_manual_forward(full_run, painti
     with torch.no_grad():
         emb = run_stages(blocks.stages(), x)
         logits = model(x)
+        mirrored = model(x.flip(3))
     np.testing.assert_allclose(tuned.features, emb.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(tuned.logits, logits.numpy(), rtol=1e-4, atol=1e-4)  # the fine-tuned head's
     assert tuned.logits.shape == (8, 2)
     results, failures = predict_paths(res.best, [tuned.image_path(0)], top_k=2)
-    p = torch.softmax(logits[0], 0).numpy()
-    assert not failures and dict(results[0]["top"]) == pytest.approx(dict(zip(tuned.classes, p.tolist())), abs=1e-5)
+    p = torch.softmax((logits[0] + mirrored[0]) / 2, 0).numpy()  # the run's --tta (the default): predict flips too
+    assert cfg.tta and not failures and dict(results[0]["top"]) == pytest.approx(dict(zip(tuned.classes, p.tolist())), abs=1e-5)
 
 
 @pytest.mark.slow

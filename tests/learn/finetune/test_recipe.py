@@ -23,6 +23,7 @@ from helpers import split_subset
 from featx.data.discover import load_dataset
 from featx.errors import OptionError
 from featx.learn.classify import make_classifier
+from featx.learn.finetune.augment import EVAL_VIEW, FLIP_VIEW
 from featx.learn.finetune.config import FinetuneCfg
 from featx.learn.finetune.probe import Probe, fit_probe
 from featx.learn.finetune.select import candidates, merge_val, select_recipe
@@ -72,12 +73,16 @@ def test_recipe_options_are_checked():
 
 
 @pytest.mark.slow
-def test_lp_ft_starts_from_the_probe(paintings):
-    trainer = Trainer(tiny(), load_dataset(paintings), **QUIET)
+@pytest.mark.parametrize("tta", [False, True])
+def test_lp_ft_starts_from_the_probe(paintings, tta):
+    trainer = Trainer(tiny(tta=tta), load_dataset(paintings), **QUIET)
     trainer.fill_trunk()
     probe = fit_probe(trainer)
     assert list(probe.rows["train"]) == list(trainer.rows["train"])  # fitted on the training rows only
-    np.testing.assert_allclose(probe.features["train"], trainer.embed(trainer.rows["train"]), atol=1e-6)
+    features = trainer.embed(trainer.rows["train"])
+    if tta:  # the probe sees the mean of each image's and its mirror image's features, the head their mean logits
+        features = (features + trainer.embed(trainer.rows["train"], FLIP_VIEW)) / 2
+    np.testing.assert_allclose(probe.features["train"], features, atol=1e-6)
     _, _, before = trainer.predict("test")
     assert probe.load_into(trainer)
     for split in ("val", "test"):
@@ -118,7 +123,8 @@ def test_averaged_checkpoints_load_extract_and_predict(paintings, tmp_path, aver
     from featx.store.reader import load_features
 
     # without LP-FT epoch 0 (a random head) is no candidate: the final run trains at least one epoch
-    res = finetune(paintings, tiny(average=average, cv=2, epochs=3, lr=3e-3, lp_ft=False), out=tmp_path / "run",
+    # one view (no --tta): the extracted logits are the run's test probabilities
+    res = finetune(paintings, tiny(average=average, cv=2, epochs=3, lr=3e-3, lp_ft=False, tta=False), out=tmp_path / "run",
                    **QUIET)
     best, last = (torch.load(p, weights_only=True) for p in (res.best, res.last))
     assert res.selection is not None and best["selection"]["folds"] == 2 and best["epoch"] == res.selection.epochs
@@ -139,6 +145,22 @@ def test_averaged_checkpoints_load_extract_and_predict(paintings, tmp_path, aver
     assert not failures and max(v for _, v in results[0]["top"]) == pytest.approx(p[rows[0]].max(), abs=1e-4)
     metrics = json.loads((res.out / "metrics.json").read_text())
     assert metrics["accuracy"] == pytest.approx(float(np.mean(p.argmax(1) == res.trainer.ds.labels[res.trainer.rows["test"]])))
+
+
+@pytest.mark.slow
+def test_predict_of_a_tta_run_gives_the_runs_test_probabilities(paintings, tmp_path):
+    from featx.learn.predict import predict_paths
+
+    res = finetune(paintings, tiny(tta=True, cv=0, epochs=1), out=tmp_path / "run", **QUIET)
+    t = res.trainer  # best.pt loaded
+    _, _, p = t.predict("test", averaged=False)
+    paths = [t.ds.path(int(j)) for j in t.rows["test"]]
+    results, failures = predict_paths(res.best, paths, top_k=2)
+    got = np.array([[dict(r["top"])[c] for c in t.classes] for r in results])
+    assert not failures and [r["path"] for r in results] == [str(x) for x in paths]
+    np.testing.assert_allclose(got, p, atol=1e-4)
+    _, z = t._logits(t.rows["test"], EVAL_VIEW)  # one view alone gives other probabilities: the flip is in both
+    assert not np.allclose(torch.softmax(torch.as_tensor(z), 1).numpy(), p, atol=1e-4)
 
 
 @pytest.mark.slow
@@ -170,3 +192,24 @@ def test_zero_epochs_when_no_epoch_beats_the_probe(paintings, tmp_path):
     _, _, p = res.trainer.predict("test", averaged=False)
     np.testing.assert_allclose(p, res.probe.proba("test"), atol=1e-4)
     assert res.metrics["accuracy"] == pytest.approx(res.probe.accuracy("test"))
+
+
+def test_the_commands_defaults_are_the_recipes():
+    """`featx finetune` without tuning flags runs FinetuneCfg's defaults: one recipe, not two copies of it."""
+    import inspect
+
+    from featx.cli.finetune import finetune as command
+    from featx.learn.finetune.config import Augment, parse_pair, parse_unfreeze
+
+    params = inspect.signature(command).parameters
+    cfg, aug = FinetuneCfg("x"), Augment()
+    fixes = {"unfreeze": parse_unfreeze, "class_weight": lambda v: None if v == "none" else v,
+             "zoom": lambda v: parse_pair(v, "--zoom")}
+    checked = []
+    for name, want in [*dataclasses.asdict(cfg).items(), *dataclasses.asdict(aug).items()]:
+        if name in params and name not in ("backbone", "augment"):
+            got = params[name].default
+            got = fixes.get(name, lambda v: v)(getattr(got, "value", got))
+            assert got == want, f"--{name.replace('_', '-')}: the command says {got!r}, FinetuneCfg {want!r}"
+            checked.append(name)
+    assert {"lr", "backbone_lr", "tta", "views", "epochs", "unfreeze", "cv", "rotation"} <= set(checked)

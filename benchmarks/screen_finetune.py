@@ -1,0 +1,152 @@
+"""Screen the fine-tuning recipe's levers on one painting set: held-out macro F1 after every epoch.
+
+    python benchmarks/screen_finetune.py [--data ../shared/data/impressionists] [--folds 0,1] [--recipes all]
+
+One cached trunk (``--views`` augmented views and the eval and flipped views of every image, the
+default recipe's seed) serves every recipe and fold; each recipe trains on an outer fold's training rows
+(stratified 5-fold, the folds of ``bench_finetune.py``) for the whole schedule, LP-FT head first, and is
+scored on the fold's held-out rows after every epoch. This is a **screen**: it looks at the held-out rows
+of the folds it uses, so its figures are optimistic and only rank the levers; the default recipe is then
+checked by ``bench_finetune.py``'s honest protocol (the epoch count chosen by k-fold CV inside the
+training rows) and on sets the screen never saw. Writes ``benchmarks/results/finetune-screen.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from featx.data.discover import load_dataset
+from featx.files import write_json, write_text
+from featx.learn.finetune.augment import FLIP_VIEW
+from featx.learn.finetune.config import FinetuneCfg
+from featx.learn.finetune.select import apply
+from featx.learn.finetune.train import Trainer, lp_ft
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+RECIPES: dict[str, dict] = {
+    "default": {},  # the base: the recipe before this screen
+    "mixup 0.4": {"mixup": 0.4},
+    "EMA": {"average": "ema"},
+    "SWA": {"average": "swa"},
+    "8 views": {"views": 8},
+    "backbone lr x0.3": {"backbone_lr": 0.3},
+    "lr x0.3": {"lr_scale": 0.3},
+    "llrd 0.5": {"llrd": 0.5},
+    "flip TTA": {"tta": True},
+    "dropout 0.5 wd 0.05": {"dropout": 0.5, "weight_decay": 0.05},
+    "blr 0.3 + TTA": {"backbone_lr": 0.3, "tta": True},
+    "blr 1 + TTA": {"backbone_lr": 1.0, "tta": True},
+    "blr 0.3 + TTA + mixup 0.4": {"backbone_lr": 0.3, "tta": True, "mixup": 0.4},
+    "blr 0.3 + TTA + 8 views": {"backbone_lr": 0.3, "tta": True, "views": 8},
+    "blr 1 + TTA + lr x2": {"backbone_lr": 1.0, "tta": True, "lr_scale": 2.0},
+    "blr 1 + TTA + mixup 0.4": {"backbone_lr": 1.0, "tta": True, "mixup": 0.4},
+    "blr 1 + TTA + 20 epochs": {"backbone_lr": 1.0, "tta": True, "epochs": 20},
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def screen(data: Path, folds: list[int], names: list[str], views: int, epochs: int, out: Path, machine: str) -> dict:
+    from sklearn.model_selection import StratifiedKFold
+
+    ds = load_dataset(data)
+    # the recipe before this screen (FinetuneCfg's defaults then); "blr 1 + TTA" is the default it chose
+    base = FinetuneCfg("efficientnet_lite0", cv=0, patience=0, epochs=epochs, backbone_lr=0.1, tta=False)
+    all_train = dataclasses.replace(ds, split=tuple("train" for _ in ds.split))
+    t0 = time.perf_counter()
+    filler = Trainer(dataclasses.replace(base, views=views, cv=3), all_train, progress=True)
+    filler.fill_trunk()
+    rows = np.arange(len(ds))
+    paths, ids = filler._paths_ids(rows)
+    filler.trunk.fill(filler.net, filler.normalise, paths, ids, [FLIP_VIEW] * len(rows), filler.bcfg.data, None,
+                      base.seed, batch_size=base.batch_size, workers=None)
+    res = {"data": ds.name, "n_images": len(ds), "views_cached": views, "epochs": epochs, "machine": machine,
+           "fill_seconds": time.perf_counter() - t0, "base": base.to_dict(), "recipes": {}}
+    old = out.with_suffix(".json")
+    if old.exists():  # another round on the same set adds its folds and recipes to the earlier ones
+        prev = json.loads(old.read_text())
+        if (prev["data"], prev["epochs"], prev["views_cached"]) == (ds.name, epochs, views):
+            res["recipes"], res["notes"] = prev["recipes"], prev.get("notes", [])
+    log(f"trunk: {len(filler.trunk.acts)} activations in {res['fill_seconds']:.0f} s")
+    skf = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(len(ds)), ds.labels))
+    for name in names:
+        cfg = apply(base, RECIPES[name])
+        have = res["recipes"].get(name, {}).get("folds", [])
+        per = [f for f in have if f["fold"] not in folds]
+        for k in folds:
+            fit_rows, test_rows = skf[k]
+            split = np.array(["train"] * len(ds), dtype=object)
+            split[test_rows] = "val"
+            t1 = time.perf_counter()
+            t = Trainer(cfg, dataclasses.replace(ds, split=tuple(split)), progress=False, trunk=filler.trunk)
+            lp_ft(t)
+            curve = [t.evaluate("val")["val_macro_f1"]]
+            for _ in range(cfg.epochs):
+                curve.append(t.run_epoch()["val_macro_f1"])
+            per.append({"fold": k, "macro_f1": curve, "seconds": time.perf_counter() - t1})
+            log(f"{name}, fold {k}: {' '.join(f'{v:.3f}' for v in curve)} ({per[-1]['seconds']:.0f} s)")
+            res["recipes"][name] = {"changes": RECIPES[name], "folds": sorted(per, key=lambda f: f["fold"])}
+            write_json(out.with_suffix(".json"), res)
+        write_json(out.with_suffix(".json"), res)
+        write_text(out.with_suffix(".md"), write_md(res))
+    return res
+
+
+def write_md(res: dict) -> str:
+    md = [f"# Fine-tuning levers screened on {res['data']} ({res['n_images']} paintings)", "",
+          (f"Machine: {res['machine']}. Produced by `python benchmarks/screen_finetune.py`. EfficientNet-Lite0 "
+           f"(ImageNet), --unfreeze 2, LP-FT, frozen BatchNorm statistics, a {res['epochs']}-epoch schedule; one "
+           f"trunk cache of {res['views_cached']} augmented views per painting ({res['fill_seconds']:.0f} s to "
+           "fill) shared by every row. Held-out macro F1 of the outer folds (stratified 5-fold, seed 0) after "
+           "every epoch; epoch 0 is the LP-FT head before training, i.e. the frozen linear probe."), "",
+          ("**A screen, not a result**: it reads the held-out rows of the folds it uses at every epoch, so "
+           "'best epoch' is optimistic. It ranks levers; `bench_finetune.py` measures the chosen default with "
+           "the epoch count chosen inside the training rows."), "",
+          ]
+    md += [f"- {n}" for n in res.get("notes", [])] + ([""] if res.get("notes") else [])
+    md += ["| recipe | changes | folds | epoch 0 (probe) | best epoch | best | last epoch | s per fold |",
+           "|---|---|---|---|---|---|---|---|"]
+    for name, r in res["recipes"].items():
+        c = np.array([f["macro_f1"] for f in r["folds"]])
+        mean = c.mean(0)
+        e = int(np.argmax(mean))
+        ch = ", ".join(f"{k}={v}" for k, v in r["changes"].items()) or "(the recipe before: backbone_lr=0.1, no TTA)"
+        folds = ",".join(str(f["fold"]) for f in r["folds"])
+        md.append(f"| {name} | {ch} | {folds} | {mean[0]:.3f} | {e} | {mean[e]:.3f} | {mean[-1]:.3f} | "
+                  f"{np.mean([f['seconds'] for f in r['folds']]):.0f} |")
+    return "\n".join(md) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "impressionists")
+    ap.add_argument("--folds", default="0,1")
+    ap.add_argument("--recipes", default="all", help="comma-separated names of RECIPES, or all")
+    ap.add_argument("--views", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--machine", default=f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU")
+    ap.add_argument("--out", type=Path, default=RESULTS / "finetune-screen")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    names = list(RECIPES) if args.recipes == "all" else args.recipes.split(",")
+    screen(args.data, [int(k) for k in args.folds.split(",")], names, args.views, args.epochs, args.out, args.machine)
+    log(json.dumps({"wrote": str(args.out)}))
+
+
+if __name__ == "__main__":
+    main()
