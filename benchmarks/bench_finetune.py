@@ -241,6 +241,7 @@ def write_md(res: dict, machine: str) -> str:
     if sp:
         md += ["## Cached trunk vs full forward/backward: one epoch of `--unfreeze 1` on monet-sisley", "",
                f"Settings: {sp['settings']}; both paths in one process, one after the other.", "",
+               *([sp["note"], ""] if sp.get("note") else []),
                "| path | seconds |", "|---|---|",
                f"| full forward/backward (decode, augment, whole network) | {sp['full_epoch_s']:.1f} |",
                f"| cached trunk: one epoch on cached activations | {sp['cached_epoch_s']:.2f} |",
@@ -307,6 +308,7 @@ def write_md(res: dict, machine: str) -> str:
                 f"{_fold_mean(rows, lambda r: r['members_mean']['macro_f1'])} |"),
                (f"| ensemble of {len(rows[0]['members'])} seeds | {_fold_mean(rows, lambda r: r['ensemble']['accuracy'])} | "
                 f"{_fold_mean(rows, lambda r: r['ensemble']['macro_f1'])} |"), "",
+               *([part["note"], ""] if part.get("note") else []),
                "Per fold (seed 0's verdict): " + "; ".join(f"fold {r['fold']}: {r['members'][0]['verdict'].removeprefix('verdict: ')}"
                                                            for r in rows), ""]
     if res.get("not_run"):

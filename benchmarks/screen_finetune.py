@@ -39,7 +39,7 @@ RECIPES: dict[str, dict] = {
     "EMA": {"average": "ema"},
     "SWA": {"average": "swa"},
     "8 views": {"views": 8},
-    "backbone lr x0.3": {"backbone_lr": 0.3},
+    "backbone lr 0.3": {"backbone_lr": 0.3},
     "lr x0.3": {"lr_scale": 0.3},
     "llrd 0.5": {"llrd": 0.5},
     "flip TTA": {"tta": True},
@@ -86,7 +86,7 @@ def screen(data: Path, folds: list[int], names: list[str], views: int, epochs: i
         have = res["recipes"].get(name, {}).get("folds", [])
         per = [f for f in have if f["fold"] not in folds]
         for k in folds:
-            fit_rows, test_rows = skf[k]
+            test_rows = skf[k][1]
             split = np.array(["train"] * len(ds), dtype=object)
             split[test_rows] = "val"
             t1 = time.perf_counter()
