@@ -25,7 +25,6 @@ import numpy as np
 
 from featx.data.discover import load_dataset
 from featx.files import write_json, write_text
-from featx.learn.finetune.augment import FLIP_VIEW
 from featx.learn.finetune.config import FinetuneCfg
 from featx.learn.finetune.select import apply
 from featx.learn.finetune.train import Trainer, lp_ft
@@ -66,12 +65,9 @@ def screen(data: Path, folds: list[int], names: list[str], views: int, epochs: i
     base = FinetuneCfg("efficientnet_lite0", cv=0, patience=0, epochs=epochs, backbone_lr=0.1, tta=False)
     all_train = dataclasses.replace(ds, split=tuple("train" for _ in ds.split))
     t0 = time.perf_counter()
-    filler = Trainer(dataclasses.replace(base, views=views, cv=3), all_train, progress=True)
+    # every painting's augmented views, and (tta) its eval and mirrored views: what any recipe and fold reads
+    filler = Trainer(dataclasses.replace(base, views=views, cv=3, tta=True), all_train, progress=True)
     filler.fill_trunk()
-    rows = np.arange(len(ds))
-    paths, ids = filler._paths_ids(rows)
-    filler.trunk.fill(filler.net, filler.normalise, paths, ids, [FLIP_VIEW] * len(rows), filler.bcfg.data, None,
-                      base.seed, batch_size=base.batch_size, workers=None)
     res = {"data": ds.name, "n_images": len(ds), "views_cached": views, "epochs": epochs, "machine": machine,
            "fill_seconds": time.perf_counter() - t0, "base": base.to_dict(), "recipes": {}}
     old = out.with_suffix(".json")
@@ -83,6 +79,8 @@ def screen(data: Path, folds: list[int], names: list[str], views: int, epochs: i
     skf = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(len(ds)), ds.labels))
     for name in names:
         cfg = apply(base, RECIPES[name])
+        if cfg.views > views:
+            raise SystemExit(f"error: recipe {name!r} reads {cfg.views} views per painting; run with --views {cfg.views}")
         have = res["recipes"].get(name, {}).get("folds", [])
         per = [f for f in have if f["fold"] not in folds]
         for k in folds:
