@@ -176,24 +176,27 @@ def outside_check(data: Path, members: list[Path], outside: Path, tmp: Path) -> 
             "metrics_seed0": v0["metrics"], "metrics_ensemble": ve["metrics"], "seconds": time.perf_counter() - t0}
 
 
+def outer_fold(ds, folds: int, k: int, held_out: str = "test"):
+    """``ds`` with fold ``k`` of the stratified ``folds``-fold CV over every image (seed 0) as ``held_out`` and
+    the other rows as train: the folds of this benchmark and of ``screen_finetune.py``."""
+    from sklearn.model_selection import StratifiedKFold
+
+    test_rows = list(StratifiedKFold(folds, shuffle=True, random_state=0).split(np.zeros(len(ds)), ds.labels))[k][1]
+    split = np.array(["train"] * len(ds), dtype=object)
+    split[test_rows] = held_out
+    return dataclasses.replace(ds, split=tuple(split))
+
+
 def part_folds(data: Path, cfg: FinetuneCfg, tmp: Path, workers: int | None, seeds: int, folds: int = 5,
                max_folds: int | None = None, save: Callable[[dict], None] = lambda r: None) -> dict:
     """Stratified ``folds``-fold CV over every image (the set has no test split): each fold's test rows are
     held out, the default command runs on the rest (its own k-fold selection inside them)."""
-    from sklearn.model_selection import StratifiedKFold
-
     ds = load_dataset(data)
     y = ds.labels
     per: list[dict] = []
     t_all = time.perf_counter()
-    skf = StratifiedKFold(folds, shuffle=True, random_state=0)
-    for k, (fit_rows, test_rows) in enumerate(skf.split(np.zeros(len(y)), y)):
-        if max_folds is not None and k >= max_folds:
-            break
-        split = np.array(["train"] * len(y), dtype=object)
-        split[test_rows] = "test"
-        row = {"fold": k, **run_default(dataclasses.replace(ds, split=tuple(split)), cfg, seeds, tmp / f"fold{k}",
-                                        workers)}
+    for k in range(folds if max_folds is None else min(folds, max_folds)):
+        row = {"fold": k, **run_default(outer_fold(ds, folds, k), cfg, seeds, tmp / f"fold{k}", workers)}
         per.append(row)
         save({"settings": cfg.to_dict(), "seeds": seeds, "folds": per, "n_folds": folds, "n_images": len(y),
               "seconds": time.perf_counter() - t_all})

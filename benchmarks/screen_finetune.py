@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_finetune import outer_fold  # the same outer folds
 
 from featx.data.discover import load_dataset
 from featx.files import write_json, write_text
@@ -58,12 +59,14 @@ def log(msg: str) -> None:
 
 
 def screen(data: Path, folds: list[int], names: list[str], views: int, epochs: int, out: Path, machine: str) -> dict:
-    from sklearn.model_selection import StratifiedKFold
-
     ds = load_dataset(data)
     # the recipe before this screen (FinetuneCfg's defaults then); "blr 1 + TTA" is the default it chose
     base = FinetuneCfg("efficientnet_lite0", cv=0, patience=0, epochs=epochs, backbone_lr=0.1, tta=False)
     all_train = dataclasses.replace(ds, split=tuple("train" for _ in ds.split))
+    recipes = {name: apply(base, RECIPES[name]) for name in names}
+    for name, cfg in recipes.items():  # before the trunk fill, which takes minutes
+        if cfg.views > views:
+            raise SystemExit(f"error: recipe {name!r} reads {cfg.views} views per painting; run with --views {cfg.views}")
     t0 = time.perf_counter()
     # every painting's augmented views, and (tta) its eval and mirrored views: what any recipe and fold reads
     filler = Trainer(dataclasses.replace(base, views=views, cv=3, tta=True), all_train, progress=True)
@@ -76,19 +79,12 @@ def screen(data: Path, folds: list[int], names: list[str], views: int, epochs: i
         if (prev["data"], prev["epochs"], prev["views_cached"]) == (ds.name, epochs, views):
             res["recipes"], res["notes"] = prev["recipes"], prev.get("notes", [])
     log(f"trunk: {len(filler.trunk.acts)} activations in {res['fill_seconds']:.0f} s")
-    skf = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(len(ds)), ds.labels))
-    for name in names:
-        cfg = apply(base, RECIPES[name])
-        if cfg.views > views:
-            raise SystemExit(f"error: recipe {name!r} reads {cfg.views} views per painting; run with --views {cfg.views}")
+    for name, cfg in recipes.items():
         have = res["recipes"].get(name, {}).get("folds", [])
         per = [f for f in have if f["fold"] not in folds]
         for k in folds:
-            test_rows = skf[k][1]
-            split = np.array(["train"] * len(ds), dtype=object)
-            split[test_rows] = "val"
             t1 = time.perf_counter()
-            t = Trainer(cfg, dataclasses.replace(ds, split=tuple(split)), progress=False, trunk=filler.trunk)
+            t = Trainer(cfg, outer_fold(ds, 5, k, "val"), progress=False, trunk=filler.trunk)
             lp_ft(t)
             curve = [t.evaluate("val")["val_macro_f1"]]
             for _ in range(cfg.epochs):

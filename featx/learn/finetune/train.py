@@ -165,17 +165,16 @@ class Trainer:
         return [self.ds.path(int(j)) for j in rows], [self.ds.ids[int(j)] for j in rows]
 
     def fill_trunk(self) -> None:
-        """Compute the frozen trunk's output once: each training image's views, each val/test image's eval view."""
+        """Compute the frozen trunk's output once: each training image's augmented views, every image's eval view
+        (and under ``--tta`` its mirrored one: the probe embeds the training rows too)."""
         if self.trunk is None:
             return
         from tqdm.auto import tqdm
 
         t0 = time.perf_counter()
         jobs = [(self.rows["train"], v, self.aug) for v in range(self.views)] if self.aug is not None else []
-        # every row's eval view: the frozen probe (and LP-FT) embeds the training rows too
-        jobs.append((np.concatenate([self.rows["val"], self.rows["test"], self.rows["train"]]), EVAL_VIEW, None))
-        if self.cfg.tta:  # every row's mirror image: the probe's features are the mean of both views too
-            jobs.append((np.concatenate([self.rows["val"], self.rows["test"], self.rows["train"]]), FLIP_VIEW, None))
+        everything = np.concatenate([self.rows["val"], self.rows["test"], self.rows["train"]])
+        jobs += [(everything, view, None) for view in ((EVAL_VIEW, FLIP_VIEW) if self.cfg.tta else (EVAL_VIEW,))]
         total = sum(len(r) for r, _, _ in jobs)
         with tqdm(total=total, unit="img", desc="trunk cache", disable=not self.progress, mininterval=1.0) as bar:
             self.net.train(False)
