@@ -82,28 +82,35 @@ def _probe(m: dict) -> dict | None:
 
 
 def run_default(ds, cfg: FinetuneCfg, seeds: int, out: Path, workers: int | None,
-                save: Callable[[dict], None] = lambda r: None) -> dict:
-    """The default command with seeds ``cfg.seed .. + seeds - 1``: the frozen probe, each member, their mean and the
-    ensemble (the mean of the members' probabilities, as ``featx finetune --seeds K``), scored on the same rows.
-    ``save`` gets the result after every member (a long part keeps what it finished)."""
+                save: Callable[[dict], None] = lambda r: None, backbones: list[str] | None = None) -> dict:
+    """The default command with seeds ``cfg.seed .. + seeds - 1`` (of each of ``backbones``: ``featx finetune
+    --backbone A,B``): the frozen probe (with several backbones the mean of theirs, as the ensemble's verdict),
+    each member, their mean and the ensemble (the mean of the members' probabilities, as ``featx finetune
+    --seeds K``), scored on the same rows. ``save`` gets the result after every member (a long part keeps what it
+    finished)."""
     from featx.learn.finetune.ensemble import member_predictions
     from featx.learn.finetune.train import finetune
     from featx.learn.finetune.verdict import compare
 
     t0, c0 = time.perf_counter(), time.process_time()
-    members, probas, y, probe_p = [], [], None, None
+    members, probas, y, probes = [], [], None, {}
     result: dict = {}
-    for i in range(seeds):
+    plan = [(b, i) for b in (backbones or [cfg.backbone]) for i in range(seeds)]
+    for b, i in plan:
         c1 = time.process_time()
-        r = finetune(None, dataclasses.replace(cfg, seed=cfg.seed + i), dataset=ds, out=out / f"seed-{i}",
-                     progress=False, workers=workers, echo=lambda s: log(f"  {s}"), share_trunk=True)
+        r = finetune(None, dataclasses.replace(cfg, backbone=b, seed=cfg.seed + i), dataset=ds,
+                     out=out / f"{b}-seed-{i}", progress=False, workers=workers, echo=lambda s: log(f"  {s}"),
+                     share_trunk=True)
         split = r.metrics["evaluation"]["mode"]
         rows, yy, p = member_predictions(r, split)
         if y is None:
-            y, probe_p = yy, r.probe.proba(split)
-            assert np.array_equal(rows, r.probe.rows[split])
+            y, first_rows = yy, rows
+        assert np.array_equal(rows, first_rows) and np.array_equal(rows, r.probe.rows[split])
+        probes.setdefault(b, r.probe.proba(split))
+        probe_p = np.mean(list(probes.values()), axis=0)
         probas.append(p)
-        members.append({**_scores(r.metrics), "seconds": r.seconds, "cpu_seconds": time.process_time() - c1,
+        members.append({**_scores(r.metrics), "backbone": b, "seconds": r.seconds,
+                        "cpu_seconds": time.process_time() - c1,
                         "trunk_seconds": r.trunk_seconds, "epochs": len(r.history),
                         "selection": r.metrics.get("selection"),
                         "verdict": (r.metrics.get("verdict") or {}).get("line")})
@@ -111,7 +118,8 @@ def run_default(ds, cfg: FinetuneCfg, seeds: int, out: Path, workers: int | None
         ens = {"accuracy": v["metrics"]["accuracy"]["finetuned"], "accuracy_se": v["metrics"]["accuracy"]["finetuned_se"],
                "macro_f1": v["metrics"]["macro_f1"]["finetuned"], "macro_f1_se": v["metrics"]["macro_f1"]["finetuned_se"],
                "n": len(y), "members": len(probas), "verdict": v["line"]}
-        result = {"probe": _probe(r.metrics) if i == 0 else result["probe"], "members": members,
+        probe = _probe({"verdict": v})  # the probe (several backbones: their mean) beside the ensemble
+        result = {"probe": probe, "members": members, "backbones": backbones or [cfg.backbone],
                   "members_mean": {k: float(np.mean([m[k] for m in members])) for k in ("accuracy", "macro_f1")},
                   "ensemble": ens, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
         save(result)
@@ -140,8 +148,8 @@ def outside_check(data: Path, members: list[Path], outside: Path, tmp: Path) -> 
     (trained on train + val as the fine-tuned runs are)
     + ``featx predict model.skops``, with the verdict's paired comparison."""
     import featx
-    from featx.learn.predict import predict_paths
     from featx.learn.finetune.verdict import compare
+    from featx.learn.predict import predict_paths
 
     classes = list(load_dataset(data).classes)
     paths, y = [], []
@@ -188,22 +196,24 @@ def outer_fold(ds, folds: int, k: int, held_out: str = "test"):
 
 
 def part_folds(data: Path, cfg: FinetuneCfg, tmp: Path, workers: int | None, seeds: int, folds: int = 5,
-               max_folds: int | None = None, save: Callable[[dict], None] = lambda r: None) -> dict:
+               max_folds: int | None = None, save: Callable[[dict], None] = lambda r: None,
+               backbones: list[str] | None = None, first_fold: int = 0, keep: list[dict] | None = None) -> dict:
     """Stratified ``folds``-fold CV over every image (the set has no test split): each fold's test rows are
     held out, the default command runs on the rest (its own k-fold selection inside them)."""
     ds = load_dataset(data)
     y = ds.labels
-    per: list[dict] = []
-    t_all = time.perf_counter()
-    for k in range(folds if max_folds is None else min(folds, max_folds)):
-        row = {"fold": k, **run_default(outer_fold(ds, folds, k), cfg, seeds, tmp / f"fold{k}", workers)}
+    per: list[dict] = [r for r in keep or [] if r["fold"] < first_fold]  # --first-fold: continue a part
+    t_all = time.perf_counter() - sum(r["seconds"] for r in per)
+    for k in range(first_fold, folds if max_folds is None else min(folds, max_folds)):
+        row = {"fold": k, **run_default(outer_fold(ds, folds, k), cfg, seeds, tmp / f"fold{k}", workers,
+                                        backbones=backbones)}
         per.append(row)
-        save({"settings": cfg.to_dict(), "seeds": seeds, "folds": per, "n_folds": folds, "n_images": len(y),
-              "seconds": time.perf_counter() - t_all})
+        save({"settings": cfg.to_dict(), "seeds": seeds, "backbones": backbones, "folds": per, "n_folds": folds,
+              "n_images": len(y), "seconds": time.perf_counter() - t_all})
         log(f"{ds.name} fold {k}: probe F1 {row['probe']['macro_f1']:.3f}, seed 0 {row['members'][0]['macro_f1']:.3f}, "
             f"ensemble {row['ensemble']['macro_f1']:.3f}")
-    return {"settings": cfg.to_dict(), "seeds": seeds, "folds": per, "n_folds": folds, "n_images": len(y),
-            "seconds": time.perf_counter() - t_all}
+    return {"settings": cfg.to_dict(), "seeds": seeds, "backbones": backbones, "folds": per, "n_folds": folds,
+            "n_images": len(y), "seconds": time.perf_counter() - t_all}
 
 
 def _pm(x: float, se: float | None) -> str:
@@ -291,29 +301,43 @@ def write_md(res: dict, machine: str) -> str:
                    + ", ".join(f"{a:.3f}" for a in o["members_accuracy"]),
                    f"- seed 0: {o['verdict_seed0'].removeprefix('verdict: ')}",
                    f"- ensemble: {o['verdict_ensemble'].removeprefix('verdict: ')}", ""]
-    for key, title in (("impressionists", "Six impressionists (920 paintings)"),
-                       ("styles", "Five styles (1,953 paintings, imbalanced)")):
-        part = res.get(key)
+    titles = {"impressionists": "Six impressionists (920 paintings)",
+              "styles": "Five styles (1,953 paintings, imbalanced)"}
+    for key in [k for k in res if k.split(" ")[0] in titles]:
+        part = res[key]
         if not part or "folds" not in part or not part["folds"] or "members" not in part["folds"][0]:
             continue
         rows = part["folds"]
+        names = part.get("backbones") or []
+        several = len(names) > 1
+        title = titles[key.split(" ")[0]] + (f", an ensemble of {' + '.join(names)}" if several else "")
+        member = "member" if several else "seed"
         done = f"{len(rows)} of {part['n_folds']} folds" if len(rows) < part["n_folds"] else f"{part['n_folds']} folds"
         md += [f"## {title}, stratified {part['n_folds']}-fold CV ({done} run)", "",
+               *([(f"`featx finetune --backbone {','.join(names)}` (--seeds {part['seeds']}): one network of each "
+                   "backbone, their probabilities averaged; **frozen** is the mean of the backbones' frozen linear "
+                   "probes, as the ensemble's verdict compares. Per member (seed 0 of each): "
+                   + "; ".join(f"{b} {_fold_mean(rows, lambda r, j=j: r['members'][j]['macro_f1'])} macro F1"
+                               for j, b in enumerate(names)) + "."), ""] if several else []),
                (f"Default recipe: {_cfg_text(part['settings'])}. Each fold's test rows are held out; the default "
                 f"command runs on the rest. Whole part: {part['seconds']:.0f} s."), "",
                "| model | accuracy (mean +- se over folds) | macro F1 |", "|---|---|---|",
                (f"| frozen linear probe | {_fold_mean(rows, lambda r: r['probe']['accuracy'])} | "
                 f"{_fold_mean(rows, lambda r: r['probe']['macro_f1'])} |"),
-               (f"| fine-tuned, default command (seed 0) | {_fold_mean(rows, lambda r: r['members'][0]['accuracy'])} | "
+               (f"| fine-tuned, default command ({names[0] if several else 'seed 0'}) | "
+                f"{_fold_mean(rows, lambda r: r['members'][0]['accuracy'])} | "
                 f"{_fold_mean(rows, lambda r: r['members'][0]['macro_f1'])} |"),
-               (f"| fine-tuned, mean of {len(rows[0]['members'])} seeds | "
+               (f"| fine-tuned, mean of {len(rows[0]['members'])} {member}s | "
                 f"{_fold_mean(rows, lambda r: r['members_mean']['accuracy'])} | "
                 f"{_fold_mean(rows, lambda r: r['members_mean']['macro_f1'])} |"),
-               (f"| ensemble of {len(rows[0]['members'])} seeds | {_fold_mean(rows, lambda r: r['ensemble']['accuracy'])} | "
+               (f"| ensemble of {len(rows[0]['members'])} {member}s | "
+                f"{_fold_mean(rows, lambda r: r['ensemble']['accuracy'])} | "
                 f"{_fold_mean(rows, lambda r: r['ensemble']['macro_f1'])} |"), "",
                *([part["note"], ""] if part.get("note") else []),
-               "Per fold (seed 0's verdict): " + "; ".join(f"fold {r['fold']}: {r['members'][0]['verdict'].removeprefix('verdict: ')}"
-                                                           for r in rows), ""]
+               "Per fold (" + ("the ensemble's" if several else "seed 0's") + " verdict): "
+               + "; ".join(f"fold {r['fold']}: "
+                           + (r["ensemble"] if several else r["members"][0])["verdict"].removeprefix("verdict: ")
+                           for r in rows), ""]
     if res.get("not_run"):
         md += ["## Not run in this round", "", res["not_run"], ""]
     grid = res.get("recipe_grid")
@@ -342,6 +366,10 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--max-folds", type=int, default=None, help="run only the first N folds (time)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: the machine is shared)")
+    ap.add_argument("--backbones", default=None, help="comma-separated: the folds parts run `featx finetune "
+                    "--backbone A,B` (an ensemble of --seeds networks of each) and keep it beside the default's")
+    ap.add_argument("--first-fold", type=int, default=0, help="continue a folds part from this fold (the earlier "
+                    "folds' results are kept)")
     args = ap.parse_args()
     import torch
 
@@ -366,8 +394,17 @@ def main() -> None:
                 save(part_monet(args.data_root / "monet-sisley", default, tmp, args.workers, args.seeds, save,
                                 args.data_root / "impressionists"))
             elif part in ("impressionists", "styles"):
-                save(part_folds(args.data_root / part, default, tmp, args.workers, args.seeds, args.folds,
-                                args.max_folds, save))
+                backbones = args.backbones.split(",") if args.backbones else None
+                key = f"{part} ({'+'.join(backbones)})" if backbones else part
+
+                def save_as(r: dict, key: str = key) -> None:
+                    res[key] = r
+                    write_json(path, res)
+                    write_text(RESULTS / "finetune.md", write_md(res, args.machine))
+
+                save_as(part_folds(args.data_root / part, default, tmp, args.workers, args.seeds, args.folds,
+                                   args.max_folds, save_as, backbones, args.first_fold,
+                                   (res.get(key) or {}).get("folds")))
     write_text(RESULTS / "finetune.md", write_md(res, args.machine))
     log(f"wrote {RESULTS / 'finetune.md'}")
 

@@ -58,10 +58,11 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def screen(data: Path, folds: list[int], names: list[str], views: int, epochs: int, out: Path, machine: str) -> dict:
+def screen(data: Path, folds: list[int], names: list[str], views: int, epochs: int, out: Path, machine: str,
+           backbone: str = "efficientnet_lite0") -> dict:
     ds = load_dataset(data)
     # the recipe before this screen (FinetuneCfg's defaults then); "blr 1 + TTA" is the default it chose
-    base = FinetuneCfg("efficientnet_lite0", cv=0, patience=0, epochs=epochs, backbone_lr=0.1, tta=False)
+    base = FinetuneCfg(backbone, cv=0, patience=0, epochs=epochs, backbone_lr=0.1, tta=False)
     all_train = dataclasses.replace(ds, split=tuple("train" for _ in ds.split))
     recipes = {name: apply(base, RECIPES[name]) for name in names}
     for name, cfg in recipes.items():  # before the trunk fill, which takes minutes
@@ -80,22 +81,51 @@ def screen(data: Path, folds: list[int], names: list[str], views: int, epochs: i
             res["recipes"], res["notes"] = prev["recipes"], prev.get("notes", [])
     log(f"trunk: {len(filler.trunk.acts)} activations in {res['fill_seconds']:.0f} s")
     for name, cfg in recipes.items():
-        have = res["recipes"].get(name, {}).get("folds", [])
+        key = name if backbone == "efficientnet_lite0" else f"{name} [{backbone}]"
+        have = res["recipes"].get(key, {}).get("folds", [])
         per = [f for f in have if f["fold"] not in folds]
         for k in folds:
             t1 = time.perf_counter()
             t = Trainer(cfg, outer_fold(ds, 5, k, "val"), progress=False, trunk=filler.trunk)
             lp_ft(t)
-            curve = [t.evaluate("val")["val_macro_f1"]]
+            curve, probas = [t.evaluate("val")["val_macro_f1"]], [t.predict("val")]
             for _ in range(cfg.epochs):
                 curve.append(t.run_epoch()["val_macro_f1"])
+                probas.append(t.predict("val"))
             per.append({"fold": k, "macro_f1": curve, "seconds": time.perf_counter() - t1})
-            log(f"{name}, fold {k}: {' '.join(f'{v:.3f}' for v in curve)} ({per[-1]['seconds']:.0f} s)")
-            res["recipes"][name] = {"changes": RECIPES[name], "folds": sorted(per, key=lambda f: f["fold"])}
+            log(f"{key}, fold {k}: {' '.join(f'{v:.3f}' for v in curve)} ({per[-1]['seconds']:.0f} s)")
+            save_probas(out, ds.name, key, k, probas)
+            res["recipes"][key] = {"changes": RECIPES[name], "backbone": backbone,
+                                   "folds": sorted(per, key=lambda f: f["fold"])}
             write_json(out.with_suffix(".json"), res)
         write_json(out.with_suffix(".json"), res)
         write_text(out.with_suffix(".md"), write_md(res))
     return res
+
+
+def probas_path(out: Path, data: str, key: str, fold: int) -> Path:
+    """Where a recipe's held-out probabilities after every epoch are kept (ignored ``cache/``; for ensembles of
+    screened recipes, :func:`ensemble_curve`)."""
+    slug = "".join(c if c.isalnum() else "-" for c in key)
+    return ROOT / "cache" / "screen" / f"{out.name}-{data}-{slug}-fold{fold}.npz"
+
+
+def save_probas(out: Path, data: str, key: str, fold: int, probas: list) -> None:
+    path = probas_path(out, data, key, fold)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows, y, _ = probas[0]
+    np.savez(path, rows=rows, y=y, p=np.stack([p for _, _, p in probas]))
+
+
+def ensemble_curve(out: Path, data: str, keys: list[str], fold: int) -> list[float]:
+    """Held-out macro F1 after every epoch of the mean of the screened recipes' probabilities (one fold)."""
+    from sklearn.metrics import f1_score
+
+    got = [np.load(probas_path(out, data, k, fold)) for k in keys]
+    for g in got[1:]:
+        assert np.array_equal(g["rows"], got[0]["rows"]), "recipes scored different rows"
+    p, y = np.mean([g["p"] for g in got], axis=0), got[0]["y"]
+    return [float(f1_score(y, q.argmax(1), average="macro")) for q in p]
 
 
 def write_md(res: dict) -> str:
@@ -130,6 +160,9 @@ def main() -> None:
     ap.add_argument("--recipes", default="all", help="comma-separated names of RECIPES, or all")
     ap.add_argument("--views", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--ensemble", default=None, help="'|'-separated screened recipe keys: print the held-out "
+                    "macro F1 of their averaged probabilities per fold and epoch (no training)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--machine", default=f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU")
     ap.add_argument("--out", type=Path, default=RESULTS / "finetune-screen")
@@ -137,8 +170,14 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    folds = [int(k) for k in args.folds.split(",")]
+    if args.ensemble:
+        for k in folds:
+            curve = ensemble_curve(args.out, load_dataset(args.data).name, args.ensemble.split("|"), k)
+            log(f"ensemble, fold {k}: {' '.join(f'{v:.3f}' for v in curve)}")
+        return
     names = list(RECIPES) if args.recipes == "all" else args.recipes.split(",")
-    screen(args.data, [int(k) for k in args.folds.split(",")], names, args.views, args.epochs, args.out, args.machine)
+    screen(args.data, folds, names, args.views, args.epochs, args.out, args.machine, args.backbone)
     log(json.dumps({"wrote": str(args.out)}))
 
 

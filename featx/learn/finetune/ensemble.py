@@ -1,23 +1,27 @@
 """``featx finetune --seeds K``: K fine-tuning runs with seeds s, s+1, ..., s+K-1 (every other option the same)
-and the ensemble of their best checkpoints, which averages the members' probabilities.
+and the ensemble of their best checkpoints, which averages the members' probabilities; ``--backbone A,B``
+trains K members of each backbone.
 
 The run folder (``runs/ft-<dataset>-<backbone>-u<N>-x<K>/`` or ``--out``) holds one complete run folder per
-member (``seed-<s>/``: ``best.pt``, its history, test report and verdict), ``ensemble.json`` (the members'
-paths and sha256: :func:`featx.backbones.weights_ref.read_ensemble`), and the ensemble's own
-``metrics.json``, ``report.txt``, ``verdict.md``, ``confusion_matrix.png`` and ``misclassified.png`` on
-the same test rows. ``featx predict`` and ``featx extract --weights`` take the folder or the manifest.
+member (``seed-<s>/``, ``<backbone>-seed-<s>/`` with several backbones: ``best.pt``, its history, test report
+and verdict), ``ensemble.json`` (the members' paths, backbones and sha256:
+:func:`featx.backbones.weights_ref.read_ensemble`), and the ensemble's own ``metrics.json``, ``report.txt``,
+``verdict.md``, ``confusion_matrix.png`` and ``misclassified.png`` on the same test rows, with the verdict
+against the frozen probes of the same backbones (the mean of their probabilities). ``featx predict`` takes
+the folder or the manifest; ``featx extract --weights`` too when the members share one backbone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ...backbones.registry import get_cfg
 from ...backbones.weights_ref import ENSEMBLE_FILE, WeightsRef, ensemble_manifest_dict
 from ...data.dataset import ImageDataset
 from ...data.discover import load_dataset
@@ -29,6 +33,7 @@ from ...report.runs import new_run_dir
 from ...stats import majority_accuracy
 from ..fit import write_evaluation
 from .config import FinetuneCfg
+from .probe import Probe
 from .train import FinetuneResult, default_name, finetune
 from .verdict import compare, write_verdict
 
@@ -43,7 +48,8 @@ class EnsembleResult:
     members: list[FinetuneResult]
     metrics: dict | None  # None without test or validation rows
     seconds: float
-    seeds: list[int] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)  # per member
+    backbones: list[str] = field(default_factory=list)  # per member
 
     @property
     def manifest(self) -> Path:
@@ -65,24 +71,47 @@ def member_seeds(cfg: FinetuneCfg, seeds: int) -> list[int]:
     return [cfg.seed + i for i in range(seeds)]
 
 
-def finetune_ensemble(data: str | Path | None, cfg: FinetuneCfg, seeds: int, *, out: str | Path | None = None,
+def check_backbones(cfg: FinetuneCfg, backbones: Sequence[str]) -> list[str]:
+    """``--backbone A,B``: each a known backbone (checked before minutes of training), each once; several
+    backbones start from their own pretrained weights (``--weights imagenet`` or ``none``)."""
+    names = list(backbones) or [cfg.backbone]
+    if len(set(names)) < len(names):
+        raise OptionError(f"--backbone {','.join(names)}: name each backbone once (--seeds K trains K networks "
+                          "of each)")
+    for b in names:
+        get_cfg(b)  # an unknown name is one error line now, not after the first member
+    if len(names) > 1 and cfg.weights not in ("imagenet", "none"):
+        raise OptionError(f"--weights {cfg.weights}: one file cannot start several backbones ({', '.join(names)}); "
+                          "use imagenet or none")
+    return names
+
+
+def member_folder(backbone: str, seed: int, several: bool) -> str:
+    """``seed-<s>``, or ``<backbone>-seed-<s>`` in an ensemble of several backbones."""
+    return f"{backbone.replace(':', '-')}-seed-{seed}" if several else f"seed-{seed}"
+
+
+def finetune_ensemble(data: str | Path | None, cfg: FinetuneCfg, seeds: int = 1, *, backbones: Sequence[str] = (),
+                      out: str | Path | None = None,
                       name: str | None = None, runs_dir: str | Path = "runs", resume: bool = False,
                       overwrite: bool = False, device: str = "auto", workers: int | None = None,
                       label_from_name: str | None = None, split_seed: int = 0,
                       split_ratios: tuple[float, float, float] = DEFAULT_RATIOS, progress: bool = True,
                       echo: Callable[[str], None] = lambda s: None, dataset: ImageDataset | None = None,
                       **options) -> EnsembleResult:
-    """Train ``seeds`` members (:func:`featx.learn.finetune.train.finetune` with seeds ``cfg.seed + i``) into
-    ``<run>/seed-<s>/``, then write ``ensemble.json`` and the ensemble's test report and verdict.
+    """Train ``seeds`` members of each of ``backbones`` (default ``cfg.backbone``;
+    :func:`featx.learn.finetune.train.finetune` with seeds ``cfg.seed + i``) into ``<run>/seed-<s>/`` (or
+    ``<run>/<backbone>-seed-<s>/``), then write ``ensemble.json`` and the ensemble's test report and verdict.
 
     ``resume`` continues each member from its ``last.pt`` (members not started yet start afresh); other
     keywords (``options``, e.g. ``search``) go to every member's ``finetune``.
     """
     t0 = time.perf_counter()
-    seed_list = member_seeds(cfg, seeds)
+    names = check_backbones(cfg, backbones)
+    plan = [(b, s) for b in names for s in member_seeds(cfg, seeds)]
     ds = dataset if dataset is not None else load_dataset(data, label_from_name=label_from_name,
                                                           split_seed=split_seed, split_ratios=split_ratios)
-    default = f"{default_name(ds, cfg)}-x{seeds}"
+    default = f"{default_name(ds, cfg, names if len(names) > 1 else ())}-x{len(plan)}"
     if resume:
         run = Path(out) if out is not None else Path(runs_dir) / (name or default)
         if not run.is_dir():
@@ -90,11 +119,11 @@ def finetune_ensemble(data: str | Path | None, cfg: FinetuneCfg, seeds: int, *, 
     else:
         run = new_run_dir(out, name or default, runs_dir, overwrite=overwrite, echo=echo)
     members: list[FinetuneResult] = []
-    probas, rows, y, split, probe_proba = [], None, None, None, None
-    for i, s in enumerate(seed_list):
-        echo(f"ensemble member {i + 1}/{seeds}: seed {s} -> {run / f'seed-{s}'}")
-        member_out = run / f"seed-{s}"
-        res = finetune(None, dataclasses.replace(cfg, seed=s), out=member_out,
+    probas, rows, y, split, probes = [], None, None, None, {}  # probes: each backbone's frozen probe
+    for i, (b, s) in enumerate(plan):
+        member_out = run / member_folder(b, s, len(names) > 1)
+        echo(f"ensemble member {i + 1}/{len(plan)}: {b + ', ' if len(names) > 1 else ''}seed {s} -> {member_out}")
+        res = finetune(None, dataclasses.replace(cfg, backbone=b, seed=s), out=member_out,
                        resume=resume and (member_out / "last.pt").is_file(), overwrite=True, device=device,
                        workers=workers, progress=progress, echo=echo, dataset=ds, **options)
         if res.metrics is None:  # nothing to score on (no test or validation rows)
@@ -105,27 +134,30 @@ def finetune_ensemble(data: str | Path | None, cfg: FinetuneCfg, seeds: int, *, 
         r, yy, p = member_predictions(res, split)
         if rows is None:
             rows, y = r, yy
-            probe_proba = probe_predictions(res, split, rows)
         elif not np.array_equal(r, rows):
             keep = np.isin(rows, r)  # an image one member could not read: score the rows every member read
             rows, y, probas = rows[keep], y[keep], [q[keep] for q in probas]
-            probe_proba = None if probe_proba is None else probe_proba[keep]
             p = p[np.isin(r, rows)]
+        probes.setdefault(b, getattr(res, "probe", None))  # the same for every seed of a backbone
         probas.append(p)
         res.trainer = None  # free the network and its trunk cache before the next member
         members.append(res)
+    seed_list, backbone_list = [s for _, s in plan], [b for b, _ in plan]
     if not probas:
-        write_manifest(run, cfg, ds, members, seed_list)
-        return EnsembleResult(run, members, None, time.perf_counter() - t0, seed_list)
+        write_manifest(run, cfg, ds, members, seed_list, backbone_list)
+        return EnsembleResult(run, members, None, time.perf_counter() - t0, seed_list, backbone_list)
     proba = np.mean(probas, axis=0)
-    metrics = _write_ensemble(run, cfg, ds, members, seed_list, rows, y, proba, split, time.perf_counter() - t0)
-    if probe_proba is not None:
-        v = compare(y, proba, probe_proba, finetuned=f"fine-tuned ensemble of {seeds}", split=split, seed=cfg.seed,
-                    note=metrics["notes"][0] if metrics["notes"] else None)
+    metrics = _write_ensemble(run, cfg, ds, members, seed_list, backbone_list, rows, y, proba, split,
+                              time.perf_counter() - t0)
+    baseline = [probe_predictions(q, split, rows) for q in probes.values()]
+    if all(q is not None for q in baseline):  # frozen features of the same backbones, averaged alike
+        what = "frozen linear probe" if len(baseline) == 1 else f"frozen linear probes of the {len(baseline)} backbones"
+        v = compare(y, proba, np.mean(baseline, axis=0), finetuned=f"fine-tuned ensemble of {len(plan)}",
+                    probe=what, split=split, seed=cfg.seed, note=metrics["notes"][0] if metrics["notes"] else None)
         metrics = write_verdict(run, metrics, v, title=metrics["label"])
     else:
         write_json(run / "metrics.json", metrics)
-    return EnsembleResult(run, members, metrics, time.perf_counter() - t0, seed_list)
+    return EnsembleResult(run, members, metrics, time.perf_counter() - t0, seed_list, backbone_list)
 
 
 def member_predictions(res: FinetuneResult, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -135,9 +167,8 @@ def member_predictions(res: FinetuneResult, split: str) -> tuple[np.ndarray, np.
     return np.asarray(rows), np.asarray(y), np.asarray(p)
 
 
-def probe_predictions(res: FinetuneResult, split: str, rows: np.ndarray) -> np.ndarray | None:
-    """The frozen probe's probabilities of ``rows`` (the probe the member's run fitted), or None without one."""
-    probe = getattr(res, "probe", None)
+def probe_predictions(probe: Probe | None, split: str, rows: np.ndarray) -> np.ndarray | None:
+    """The frozen probe's probabilities of ``rows`` (the probe a member's run fitted), or None without one."""
     if probe is None:
         return None
     order = {int(r): i for i, r in enumerate(np.asarray(probe.rows[split]))}
@@ -145,31 +176,35 @@ def probe_predictions(res: FinetuneResult, split: str, rows: np.ndarray) -> np.n
 
 
 def write_manifest(run: Path, cfg: FinetuneCfg, ds: ImageDataset, members: list[FinetuneResult],
-                   seeds: list[int]) -> tuple[Path, str]:
-    """``ensemble.json`` (members' paths relative to ``run``, with their sha256); its path and weights identity."""
+                   seeds: list[int], backbones: list[str]) -> tuple[Path, str]:
+    """``ensemble.json`` (members' paths relative to ``run``, with their backbone and sha256); its path and
+    weights identity."""
     manifest = run / ENSEMBLE_FILE
     write_json(manifest, ensemble_manifest_dict(cfg.backbone, ds.classes, [(m.best, s) for m, s in zip(members, seeds)],
-                                                run))
+                                                run, backbones))
     return manifest, WeightsRef.ensemble(manifest).identity  # reads the manifest back: every member checked
 
 
 def _write_ensemble(run: Path, cfg: FinetuneCfg, ds: ImageDataset, members: list[FinetuneResult], seeds: list[int],
-                    rows: np.ndarray, y: np.ndarray, proba: np.ndarray, split: str, seconds: float) -> dict:
+                    backbones: list[str], rows: np.ndarray, y: np.ndarray, proba: np.ndarray, split: str,
+                    seconds: float) -> dict:
     """``ensemble.json``, then the ensemble's report files; returns its metrics (``metrics.json`` not yet written)."""
     classes = list(ds.classes)
-    manifest, identity = write_manifest(run, cfg, ds, members, seeds)
+    manifest, identity = write_manifest(run, cfg, ds, members, seeds, backbones)
     pred = proba.argmax(1)
-    label = f"{cfg.backbone} [fine-tuned ensemble of {len(seeds)}, unfreeze {cfg.unfreeze}]"
+    names = list(dict.fromkeys(backbones))
+    label = f"{'+'.join(names)} [fine-tuned ensemble of {len(seeds)}, unfreeze {cfg.unfreeze}]"
     m = compute_metrics(y, pred, proba, classes)
     first = members[0].metrics
     notes = list(first.get("notes") or [])
     train_labels = ds.labels[np.asarray(ds.split) == "train"]
-    metrics = {"classifier": "finetune-ensemble", "label": label, **cfg.to_dict(), "seeds": seeds,
+    metrics = {"classifier": "finetune-ensemble", "label": label, **cfg.to_dict(), "backbone": "+".join(names),
+               "backbones": backbones, "seeds": seeds,
                "combine": "mean of the members' probabilities", "best_params": None,
                "evaluation": {**first["evaluation"], "n_eval": len(y)}, **m,
-               "members": [{"seed": s, "checkpoint": str(r.best.resolve()), "accuracy": r.metrics["accuracy"],
-                            "macro_f1": r.metrics["macro_f1"], "best_epoch": r.metrics.get("best_epoch")}
-                           for s, r in zip(seeds, members)],
+               "members": [{"backbone": b, "seed": s, "checkpoint": str(r.best.resolve()),
+                            "accuracy": r.metrics["accuracy"], "macro_f1": r.metrics["macro_f1"],
+                            "best_epoch": r.metrics.get("best_epoch")} for b, s, r in zip(backbones, seeds, members)],
                "val_accuracy": None, "cv_accuracy": None, "majority_accuracy": majority_accuracy(train_labels, y),
                "fit_seconds": seconds, "checkpoint": str(manifest.resolve()), "weights": identity,
                "data_root": str(ds.root), "notes": notes}

@@ -11,7 +11,7 @@ epoch (order, views, dropout) or the image id (augmentation).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,10 +68,10 @@ class FinetuneResult:
         return self.out / "last.pt"
 
 
-def default_name(dataset: ImageDataset, cfg: FinetuneCfg) -> str:
-    """``ft-<dataset>-<backbone>-u<N>`` (``-random`` for ``--weights none``)."""
+def default_name(dataset: ImageDataset, cfg: FinetuneCfg, backbones: Sequence[str] = ()) -> str:
+    """``ft-<dataset>-<backbone>-u<N>`` (``-random`` for ``--weights none``; ``<a>+<b>`` for several backbones)."""
     random = "-random" if WeightsRef.parse(cfg.weights, get_cfg(cfg.backbone)).kind == "none" else ""
-    return f"ft-{dataset.name}-{cfg.backbone.replace(':', '-')}{random}-u{cfg.unfreeze}"
+    return f"ft-{dataset.name}-{'+'.join(backbones or [cfg.backbone]).replace(':', '-')}{random}-u{cfg.unfreeze}"
 
 
 class Trainer:

@@ -1,4 +1,5 @@
-"""Ensembles of `featx finetune --seeds K`: the run folder, prediction, extraction and a checked manifest.
+"""Ensembles of `featx finetune --seeds K` (and `--backbone A,B`): the run folder, prediction, extraction and a
+checked manifest.
 
 A two-member ensemble of a random-weights ResNet-18 (one epoch on a few synthetic images, through the
 real command) is read by `featx predict` (the mean of the members' probabilities), by `featx extract
@@ -29,7 +30,8 @@ from featx.backbones.weights_ref import (
 )
 from featx.errors import OptionError, WeightsError
 from featx.extraction.plan import make_cfg
-from featx.learn.finetune.ensemble import check_seeds
+from featx.learn.finetune.config import FinetuneCfg
+from featx.learn.finetune.ensemble import check_backbones, check_seeds
 
 R18 = get_cfg("resnet18")
 WEIGHTS_EXIT = WeightsError.exit_code
@@ -132,6 +134,40 @@ def test_the_commands_answer_a_bad_manifest_with_one_line_and_exit_3(tmp_path, h
     assert not (tmp_path / "x.h5").exists()
 
 
+def test_a_manifest_of_several_backbones_names_each_members(tmp_path):
+    ens = fake_ensemble(tmp_path / "old")
+    old = json.loads((ens / ENSEMBLE_FILE).read_text())
+    for m in old["members"]:  # a manifest written before several backbones: the top-level one is every member's
+        del m["backbone"]
+    (ens / ENSEMBLE_FILE).write_text(json.dumps(old))
+    assert read_ensemble(ens).backbones == ("resnet18",)
+    mixed = tmp_path / "mixed"
+    for b in ("resnet18", "efficientnet_lite0"):
+        (mixed / b).mkdir(parents=True)
+        (mixed / b / "best.pt").write_bytes(b.encode())
+    d = ensemble_manifest_dict("resnet18", ["a", "b"], [(mixed / b / "best.pt", 0) for b in ("resnet18",
+                               "efficientnet_lite0")], mixed, ["resnet18", "efficientnet_lite0"])
+    (mixed / ENSEMBLE_FILE).write_text(json.dumps(d))
+    e = read_ensemble(mixed)
+    assert e.backbone == "resnet18+efficientnet_lite0" and e.backbones == ("resnet18", "efficientnet_lite0")
+    assert [m.backbone for m in e.members] == ["resnet18", "efficientnet_lite0"]
+    with pytest.raises(WeightsError, match="several backbones .*resnet18, efficientnet_lite0.* featx predict") as err:
+        WeightsRef.parse(str(mixed), R18)  # featx extract --weights: the members take different inputs
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("names, weights, needle", [
+    (["resnet18", "resnet18"], "imagenet", "name each backbone once"),
+    (["resnet18", "no_such_net"], "imagenet", "no_such_net"),
+    (["resnet18", "efficientnet_lite0"], "start.pt", "one file cannot start several backbones"),
+])
+def test_several_backbones_are_checked_before_any_training(names, weights, needle):
+    with pytest.raises(Exception, match=needle) as e:
+        check_backbones(FinetuneCfg("resnet18", weights=weights), names)
+    assert getattr(type(e.value), "exit_code", None) is not None  # a featx error: one line, its exit code
+    assert check_backbones(FinetuneCfg("resnet18"), []) == ["resnet18"]
+
+
 # ---------------------------------------------------------------- a trained ensemble (slow)
 
 
@@ -213,3 +249,42 @@ def test_extract_puts_the_members_features_side_by_side(trained):
         fh.write(b"x")
     one_error_line(featx_cli("extract", "-b", "resnet18", "--weights", broken, "--data", data, "--out", "ens.h5",
                              cwd=root), WEIGHTS_EXIT, "seed-4/best.pt has changed")
+
+
+@pytest.fixture(scope="module")
+def two_backbones(tmp_path_factory):
+    """`featx finetune -b resnet18,efficientnet_lite0` of random weights (the last block and the head, one epoch)."""
+    root = tmp_path_factory.mktemp("backbones")
+    data = tiny_split_folder(root / "data")
+    r = featx_cli("finetune", "-b", "resnet18,efficientnet_lite0", "--weights", "none", "--unfreeze", "1",
+                  "--epochs", "1", "--batch-size", "4", "--views", "1", "--cv", "0", "--workers", "0", "-q",
+                  "--data", data, "--out", root / "ens", cwd=root)
+    assert r.returncode == 0, r.stderr
+    return root, data, root / "ens", r.stdout
+
+
+@pytest.mark.slow
+def test_an_ensemble_of_two_backbones_predicts_their_mean_and_compares_with_both_probes(two_backbones):
+    root, data, ens, stdout = two_backbones
+    manifest = json.loads((ens / ENSEMBLE_FILE).read_text())
+    assert [(m["path"], m["backbone"]) for m in manifest["members"]] == [
+        ("resnet18-seed-0/best.pt", "resnet18"), ("efficientnet_lite0-seed-0/best.pt", "efficientnet_lite0")]
+    metrics = json.loads((ens / "metrics.json").read_text())
+    assert metrics["backbones"] == ["resnet18", "efficientnet_lite0"] and metrics["seeds"] == [0, 0]
+    assert metrics["verdict"]["probe"] == "frozen linear probes of the 2 backbones"
+    for m in manifest["members"]:  # each member is a full run of its own backbone
+        member = json.loads((ens / m["path"]).parent.joinpath("metrics.json").read_text())
+        assert member["backbone"] == m["backbone"] and member["verdict"]["n"] == 6
+    images = sorted((data / "test").glob("*/*.jpg"))
+
+    def probs(model) -> np.ndarray:
+        out = featx.predict(model, images, top_k=2)
+        return np.array([[dict(r["top"])[c] for c in ("a", "b")] for r in out])
+
+    members = [probs(ens / m["path"]) for m in manifest["members"]]
+    assert probs(ens) == pytest.approx((members[0] + members[1]) / 2, abs=1e-6)
+    assert "resnet18 seed 0" in stdout and "efficientnet_lite0 seed 0" in stdout
+    assert stdout.strip().splitlines()[-1] == metrics["verdict"]["line"]
+    one_error_line(featx_cli("extract", "-b", "resnet18", "--weights", ens, "--data", data, "--out", "x.h5",
+                             cwd=root), WEIGHTS_EXIT, "several backbones")
+    assert not (root / "x.h5").exists()
