@@ -51,6 +51,8 @@ RECIPES: dict[str, dict] = {
     "blr 1 + TTA + lr x2": {"backbone_lr": 1.0, "tta": True, "lr_scale": 2.0},
     "blr 1 + TTA + mixup 0.4": {"backbone_lr": 1.0, "tta": True, "mixup": 0.4},
     "blr 1 + TTA + 20 epochs": {"backbone_lr": 1.0, "tta": True, "epochs": 20},
+    "blr 1 + TTA + balanced": {"backbone_lr": 1.0, "tta": True, "class_weight": "balanced"},
+    "blr 1 + TTA + warm-up 3": {"backbone_lr": 1.0, "tta": True, "warmup": 3},
 }
 
 
@@ -59,10 +61,11 @@ def log(msg: str) -> None:
 
 
 def screen(data: Path, folds: list[int], names: list[str], views: int, epochs: int, out: Path, machine: str,
-           backbone: str = "efficientnet_lite0") -> dict:
+           backbone: str = "efficientnet_lite0", unfreeze: int = 2) -> dict:
     ds = load_dataset(data)
     # the recipe before this screen (FinetuneCfg's defaults then); "blr 1 + TTA" is the default it chose
-    base = FinetuneCfg(backbone, cv=0, patience=0, epochs=epochs, backbone_lr=0.1, tta=False)
+    base = FinetuneCfg(backbone, unfreeze=unfreeze, cv=0, patience=0, epochs=epochs, backbone_lr=0.1, tta=False,
+                       class_weight=None)
     all_train = dataclasses.replace(ds, split=tuple("train" for _ in ds.split))
     recipes = {name: apply(base, RECIPES[name]) for name in names}
     for name, cfg in recipes.items():  # before the trunk fill, which takes minutes
@@ -81,7 +84,8 @@ def screen(data: Path, folds: list[int], names: list[str], views: int, epochs: i
             res["recipes"], res["notes"] = prev["recipes"], prev.get("notes", [])
     log(f"trunk: {len(filler.trunk.acts)} activations in {res['fill_seconds']:.0f} s")
     for name, cfg in recipes.items():
-        key = name if backbone == "efficientnet_lite0" else f"{name} [{backbone}]"
+        other = [backbone] * (backbone != "efficientnet_lite0") + [f"--unfreeze {unfreeze}"] * (unfreeze != 2)
+        key = f"{name} [{', '.join(other)}]" if other else name  # another trunk: its own rows
         have = res["recipes"].get(key, {}).get("folds", [])
         per = [f for f in have if f["fold"] not in folds]
         for k in folds:
@@ -95,7 +99,7 @@ def screen(data: Path, folds: list[int], names: list[str], views: int, epochs: i
             per.append({"fold": k, "macro_f1": curve, "seconds": time.perf_counter() - t1})
             log(f"{key}, fold {k}: {' '.join(f'{v:.3f}' for v in curve)} ({per[-1]['seconds']:.0f} s)")
             save_probas(out, ds.name, key, k, probas)
-            res["recipes"][key] = {"changes": RECIPES[name], "backbone": backbone,
+            res["recipes"][key] = {"changes": RECIPES[name], "backbone": backbone, "unfreeze": unfreeze,
                                    "folds": sorted(per, key=lambda f: f["fold"])}
             write_json(out.with_suffix(".json"), res)
         write_json(out.with_suffix(".json"), res)
@@ -161,6 +165,7 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--unfreeze", type=int, default=2, help="blocks trained (the trunk below them is cached)")
     ap.add_argument("--ensemble", default=None, help="'|'-separated screened recipe keys: print the held-out "
                     "macro F1 of their averaged probabilities per fold and epoch (no training)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -177,7 +182,7 @@ def main() -> None:
             log(f"ensemble, fold {k}: {' '.join(f'{v:.3f}' for v in curve)}")
         return
     names = list(RECIPES) if args.recipes == "all" else args.recipes.split(",")
-    screen(args.data, folds, names, args.views, args.epochs, args.out, args.machine, args.backbone)
+    screen(args.data, folds, names, args.views, args.epochs, args.out, args.machine, args.backbone, args.unfreeze)
     log(json.dumps({"wrote": str(args.out)}))
 
 
