@@ -88,19 +88,19 @@ def run_default(ds, cfg: FinetuneCfg, seeds: int, out: Path, workers: int | None
     each member, their mean and the ensemble (the mean of the members' probabilities, as ``featx finetune
     --seeds K``), scored on the same rows. ``save`` gets the result after every member (a long part keeps what it
     finished)."""
-    from featx.learn.finetune.ensemble import member_predictions
+    from featx.learn.finetune.ensemble import member_folder, member_predictions
     from featx.learn.finetune.train import finetune
     from featx.learn.finetune.verdict import compare
 
     t0, c0 = time.perf_counter(), time.process_time()
     members, probas, y, probes = [], [], None, {}
     result: dict = {}
-    plan = [(b, i) for b in (backbones or [cfg.backbone]) for i in range(seeds)]
-    for b, i in plan:
+    names = backbones or [cfg.backbone]
+    for b, i in [(b, i) for b in names for i in range(seeds)]:
         c1 = time.process_time()
         r = finetune(None, dataclasses.replace(cfg, backbone=b, seed=cfg.seed + i), dataset=ds,
-                     out=out / f"{b}-seed-{i}", progress=False, workers=workers, echo=lambda s: log(f"  {s}"),
-                     share_trunk=True)
+                     out=out / member_folder(b, cfg.seed + i, len(names) > 1), progress=False, workers=workers,
+                     echo=lambda s: log(f"  {s}"), share_trunk=True)
         split = r.metrics["evaluation"]["mode"]
         rows, yy, p = member_predictions(r, split)
         if y is None:
@@ -119,7 +119,7 @@ def run_default(ds, cfg: FinetuneCfg, seeds: int, out: Path, workers: int | None
                "macro_f1": v["metrics"]["macro_f1"]["finetuned"], "macro_f1_se": v["metrics"]["macro_f1"]["finetuned_se"],
                "n": len(y), "members": len(probas), "verdict": v["line"]}
         probe = _probe({"verdict": v})  # the probe (several backbones: their mean) beside the ensemble
-        result = {"probe": probe, "members": members, "backbones": backbones or [cfg.backbone],
+        result = {"probe": probe, "members": members, "backbones": names,
                   "members_mean": {k: float(np.mean([m[k] for m in members])) for k in ("accuracy", "macro_f1")},
                   "ensemble": ens, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
         save(result)
@@ -134,8 +134,8 @@ def part_monet(data: Path, cfg: FinetuneCfg, tmp: Path, workers: int | None, see
                                  lambda r: save({**head, **r}))}
     log(f"monet: probe {out['probe']}, members {[m['accuracy'] for m in out['members']]}, "
         f"ensemble {out['ensemble']['accuracy']:.3f}")
-    if outside is not None and outside.is_dir():
-        out["outside"] = outside_check(data, [tmp / "monet" / f"seed-{i}" / "best.pt" for i in range(seeds)],
+    if outside is not None and outside.is_dir():  # the members' folders as run_default names them
+        out["outside"] = outside_check(data, [tmp / "monet" / f"seed-{cfg.seed + i}" / "best.pt" for i in range(seeds)],
                                        outside, tmp / "outside")
         log(f"outside: {out['outside']['verdict_seed0']}")
     return out

@@ -200,17 +200,17 @@ def ensemble_lines(res) -> list[str]:
     from ..learn.finetune.verdict import verdict_text
 
     lines = []
-    several = len(set(res.backbones)) > 1
+    mixed = len(set(res.backbones)) > 1  # several backbones: no featx extract
     for b, s, r in zip(res.backbones, res.seeds, res.members):
         if r.metrics is not None:
-            lines.append(f"  {b + ' ' if several else ''}seed {s}: {r.metrics['evaluation']['mode']} acc "
+            lines.append(f"  {b + ' ' if mixed else ''}seed {s}: {r.metrics['evaluation']['mode']} acc "
                          f"{r.metrics['accuracy_text']}, macro F1 {r.metrics['macro_f1']:.3f} -> {r.out}")
     m = res.metrics
     if m is not None:
         ev = m["evaluation"]
         lines.append(f"{m['label']}: {ev['mode']} acc {m['accuracy_text']} (n={ev['n_eval']}), macro F1 "
                      f"{m['macro_f1']:.3f}, {res.seconds:.0f} s -> {res.out}")
-    extract = "" if several else f"featx extract --weights {res.out}, "
+    extract = "" if mixed else f"featx extract --weights {res.out}, "
     lines.append(f"ensemble: {res.manifest} ({extract}featx predict {res.out} IMAGE)")
     if m is not None and m.get("verdict"):
         lines.append(verdict_text(m["verdict"]).rstrip())

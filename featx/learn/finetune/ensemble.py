@@ -108,10 +108,11 @@ def finetune_ensemble(data: str | Path | None, cfg: FinetuneCfg, seeds: int = 1,
     """
     t0 = time.perf_counter()
     names = check_backbones(cfg, backbones)
+    several = len(names) > 1
     plan = [(b, s) for b in names for s in member_seeds(cfg, seeds)]
     ds = dataset if dataset is not None else load_dataset(data, label_from_name=label_from_name,
                                                           split_seed=split_seed, split_ratios=split_ratios)
-    default = f"{default_name(ds, cfg, names if len(names) > 1 else ())}-x{len(plan)}"
+    default = f"{default_name(ds, cfg, names if several else ())}-x{len(plan)}"
     if resume:
         run = Path(out) if out is not None else Path(runs_dir) / (name or default)
         if not run.is_dir():
@@ -121,8 +122,8 @@ def finetune_ensemble(data: str | Path | None, cfg: FinetuneCfg, seeds: int = 1,
     members: list[FinetuneResult] = []
     probas, rows, y, split, probes = [], None, None, None, {}  # probes: each backbone's frozen probe
     for i, (b, s) in enumerate(plan):
-        member_out = run / member_folder(b, s, len(names) > 1)
-        echo(f"ensemble member {i + 1}/{len(plan)}: {b + ', ' if len(names) > 1 else ''}seed {s} -> {member_out}")
+        member_out = run / member_folder(b, s, several)
+        echo(f"ensemble member {i + 1}/{len(plan)}: {b + ', ' if several else ''}seed {s} -> {member_out}")
         res = finetune(None, dataclasses.replace(cfg, backbone=b, seed=s), out=member_out,
                        resume=resume and (member_out / "last.pt").is_file(), overwrite=True, device=device,
                        workers=workers, progress=progress, echo=echo, dataset=ds, **options)
@@ -138,7 +139,7 @@ def finetune_ensemble(data: str | Path | None, cfg: FinetuneCfg, seeds: int = 1,
             keep = np.isin(rows, r)  # an image one member could not read: score the rows every member read
             rows, y, probas = rows[keep], y[keep], [q[keep] for q in probas]
             p = p[np.isin(r, rows)]
-        probes.setdefault(b, getattr(res, "probe", None))  # the same for every seed of a backbone
+        probes.setdefault(b, res.probe)  # the same for every seed of a backbone
         probas.append(p)
         res.trainer = None  # free the network and its trunk cache before the next member
         members.append(res)
