@@ -171,16 +171,22 @@ def test_several_backbones_are_checked_before_any_training(names, weights, needl
 # ---------------------------------------------------------------- a trained ensemble (slow)
 
 
+def tiny_ensemble(root: Path, backbone: str, *options) -> tuple[Path, Path, Path, str]:
+    """`featx finetune -b BACKBONE OPTIONS` of random weights (the last block and the head, one epoch) on a tiny
+    split folder: ``(root, data, run folder, stdout)``."""
+    data = tiny_split_folder(root / "data")
+    r = featx_cli("finetune", "-b", backbone, "--weights", "none", "--unfreeze", "1", "--epochs", "1", "--batch-size",
+                  "4", "--views", "1", "--cv", "0", "--workers", "0", "-q", *options, "--data", data, "--out",
+                  root / "ens", cwd=root)
+    assert r.returncode == 0, r.stderr
+    return root, data, root / "ens", r.stdout
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """`featx finetune --seeds 2` of a random ResNet-18 (the last block and the head, one epoch)."""
     root = tmp_path_factory.mktemp("ensemble")
-    data = tiny_split_folder(root / "data")
-    r = featx_cli("finetune", "-b", "resnet18", "--weights", "none", "--unfreeze", "1", "--epochs", "1",
-                  "--batch-size", "4", "--views", "1", "--cv", "0", "--seeds", "2", "--seed", "3", "--workers", "0",
-                  "-q", "--data", data, "--out", root / "ens", cwd=root)
-    assert r.returncode == 0, r.stderr
-    return root, data, root / "ens", r.stdout
+    return tiny_ensemble(root, "resnet18", "--seeds", "2", "--seed", "3")
 
 
 @pytest.mark.slow
@@ -255,12 +261,7 @@ def test_extract_puts_the_members_features_side_by_side(trained):
 def two_backbones(tmp_path_factory):
     """`featx finetune -b resnet18,efficientnet_lite0` of random weights (the last block and the head, one epoch)."""
     root = tmp_path_factory.mktemp("backbones")
-    data = tiny_split_folder(root / "data")
-    r = featx_cli("finetune", "-b", "resnet18,efficientnet_lite0", "--weights", "none", "--unfreeze", "1",
-                  "--epochs", "1", "--batch-size", "4", "--views", "1", "--cv", "0", "--workers", "0", "-q",
-                  "--data", data, "--out", root / "ens", cwd=root)
-    assert r.returncode == 0, r.stderr
-    return root, data, root / "ens", r.stdout
+    return tiny_ensemble(root, "resnet18,efficientnet_lite0")
 
 
 @pytest.mark.slow
