@@ -22,7 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from ...backbones.registry import get_cfg
-from ...backbones.weights_ref import ENSEMBLE_FILE, WeightsRef, ensemble_manifest_dict
+from ...backbones.weights_ref import (
+    DEFAULT_NAMES,
+    ENSEMBLE_FILE,
+    WeightsRef,
+    ensemble_manifest_dict,
+)
 from ...data.dataset import ImageDataset
 from ...data.discover import load_dataset
 from ...data.splits import DEFAULT_RATIOS
@@ -80,7 +85,7 @@ def check_backbones(cfg: FinetuneCfg, backbones: Sequence[str]) -> list[str]:
                           "of each)")
     for b in names:
         get_cfg(b)  # an unknown name is one error line now, not after the first member
-    if len(names) > 1 and cfg.weights not in ("imagenet", "none"):
+    if len(names) > 1 and cfg.weights not in (*DEFAULT_NAMES, "none"):  # each backbone's own pretrained weights
         raise OptionError(f"--weights {cfg.weights}: one file cannot start several backbones ({', '.join(names)}); "
                           "use imagenet or none")
     return names
