@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from bench_finetune import outer_fold  # the same outer folds
+from screen_finetune import shared_trunk, train_curve
 from sklearn.preprocessing import StandardScaler
 
 import featx.learn.finetune.probe as probe_mod
@@ -73,20 +74,6 @@ def parse_variant(text: str) -> tuple[dict, float, object]:
     return cfg, head, floor
 
 
-def run(trainer: Trainer, epochs: int, head: float) -> tuple[list[float], list[tuple]]:
-    """LP-FT, then ``epochs`` epochs; held-out macro F1 and ``predict("val")`` before training and after each."""
-    for g in trainer.optimizer.param_groups:
-        if g["name"] == "head":
-            g["base_lr"] *= head
-            g["lr"] = g["base_lr"]
-    probe_mod.fit_probe(trainer).load_into(trainer)
-    curve, probas = [trainer.evaluate("val")["val_macro_f1"]], [trainer.predict("val")]
-    for _ in range(epochs):
-        curve.append(trainer.run_epoch()["val_macro_f1"])
-        probas.append(trainer.predict("val"))
-    return curve, probas
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "impressionists")
@@ -102,9 +89,7 @@ def main() -> None:
     ds = load_dataset(args.data)
     base = FinetuneCfg("efficientnet_lite0", unfreeze=2, cv=0, patience=0, epochs=12, class_weight=None)
     t0 = time.perf_counter()
-    filler = Trainer(dataclasses.replace(base, views=4, cv=3, tta=True),
-                     dataclasses.replace(ds, split=tuple("train" for _ in ds.split)), progress=False)
-    filler.fill_trunk()
+    filler = shared_trunk(ds, base, 4)
     print(f"trunk filled in {time.perf_counter() - t0:.0f} s", flush=True)
     folds = [int(k) for k in args.folds.split(",")]
     for text in [v for v in args.variants.split(";") if v] or (["default"] if args.logit_adjust else []):
@@ -114,7 +99,11 @@ def main() -> None:
         for k in folds:
             t1 = time.perf_counter()
             t = Trainer(cfg, outer_fold(ds, 5, k, "val"), progress=False, trunk=filler.trunk)
-            curve, probas = run(t, cfg.epochs, head)
+            for g in t.optimizer.param_groups:  # head=M: the head's rate only
+                if g["name"] == "head":
+                    g["base_lr"] *= head
+                    g["lr"] = g["base_lr"]
+            curve, probas = train_curve(t)  # LP-FT through fit_probe, so with the floored scaler
             curves.append(curve)
             print(f"{text} fold {k}: {' '.join(f'{c:.3f}' for c in curve)} ({time.perf_counter() - t1:.0f} s)",
                   flush=True)

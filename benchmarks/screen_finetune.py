@@ -60,21 +60,38 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def shared_trunk(ds, base: FinetuneCfg, views: int, *, progress: bool = False) -> Trainer:
+    """A trainer whose filled trunk cache serves every recipe and outer fold: each painting's ``views``
+    augmented views (the base recipe's seed) and its eval and mirrored views."""
+    all_train = dataclasses.replace(ds, split=tuple("train" for _ in ds.split))
+    filler = Trainer(dataclasses.replace(base, views=views, cv=3, tta=True), all_train, progress=progress)
+    filler.fill_trunk()
+    return filler
+
+
+def train_curve(t: Trainer) -> tuple[list[float], list[tuple]]:
+    """LP-FT, then the recipe's epochs; the held-out macro F1 and ``t.predict("val")`` before training
+    (epoch 0: the probe) and after every epoch."""
+    lp_ft(t)
+    curve, probas = [t.evaluate("val")["val_macro_f1"]], [t.predict("val")]
+    for _ in range(t.cfg.epochs):
+        curve.append(t.run_epoch()["val_macro_f1"])
+        probas.append(t.predict("val"))
+    return curve, probas
+
+
 def screen(data: Path, folds: list[int], names: list[str], views: int, epochs: int, out: Path, machine: str,
            backbone: str = "efficientnet_lite0", unfreeze: int = 2) -> dict:
     ds = load_dataset(data)
     # the recipe before this screen (FinetuneCfg's defaults then); "blr 1 + TTA" is the default it chose
     base = FinetuneCfg(backbone, unfreeze=unfreeze, cv=0, patience=0, epochs=epochs, backbone_lr=0.1, tta=False,
                        class_weight=None)
-    all_train = dataclasses.replace(ds, split=tuple("train" for _ in ds.split))
     recipes = {name: apply(base, RECIPES[name]) for name in names}
     for name, cfg in recipes.items():  # before the trunk fill, which takes minutes
         if cfg.views > views:
             raise SystemExit(f"error: recipe {name!r} reads {cfg.views} views per painting; run with --views {cfg.views}")
     t0 = time.perf_counter()
-    # every painting's augmented views, and (tta) its eval and mirrored views: what any recipe and fold reads
-    filler = Trainer(dataclasses.replace(base, views=views, cv=3, tta=True), all_train, progress=True)
-    filler.fill_trunk()
+    filler = shared_trunk(ds, base, views, progress=True)
     res = {"data": ds.name, "n_images": len(ds), "views_cached": views, "epochs": epochs, "machine": machine,
            "fill_seconds": time.perf_counter() - t0, "base": base.to_dict(), "recipes": {}}
     old = out.with_suffix(".json")
@@ -90,12 +107,7 @@ def screen(data: Path, folds: list[int], names: list[str], views: int, epochs: i
         per = [f for f in have if f["fold"] not in folds]
         for k in folds:
             t1 = time.perf_counter()
-            t = Trainer(cfg, outer_fold(ds, 5, k, "val"), progress=False, trunk=filler.trunk)
-            lp_ft(t)
-            curve, probas = [t.evaluate("val")["val_macro_f1"]], [t.predict("val")]
-            for _ in range(cfg.epochs):
-                curve.append(t.run_epoch()["val_macro_f1"])
-                probas.append(t.predict("val"))
+            curve, probas = train_curve(Trainer(cfg, outer_fold(ds, 5, k, "val"), progress=False, trunk=filler.trunk))
             per.append({"fold": k, "macro_f1": curve, "seconds": time.perf_counter() - t1})
             log(f"{key}, fold {k}: {' '.join(f'{v:.3f}' for v in curve)} ({per[-1]['seconds']:.0f} s)")
             save_probas(out, ds.name, key, k, probas)
